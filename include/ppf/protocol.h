@@ -1,0 +1,308 @@
+/* ppf device protocol: the register window, queue pairs, commands and
+ * payload attributes that the host and the peripheral (real card or
+ * emulated) share.  This header is the C form of schemas/device-protocol.md;
+ * section numbers (§) below refer to that document.  Everything in the
+ * window is little-endian, and every field is naturally aligned.
+ *
+ * Nothing in here trusts the other side: the peripheral validates every
+ * field the host writes (ppf_sqe_check), and the host validates every
+ * completion and payload the peripheral returns (ppf_cqe_check, the attr
+ * reader).
+ */
+#ifndef PPF_PROTOCOL_H
+#define PPF_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* §2 Identification. */
+#define PPF_MAGIC            0x30465050u     /* "PPF0" read as little-endian */
+#define PPF_VERSION_MAJOR    1
+#define PPF_VERSION_MINOR    0
+#define PPF_VERSION          ((PPF_VERSION_MAJOR << 16) | PPF_VERSION_MINOR)
+#define PPF_VERSION_GET_MAJOR(v) ((uint32_t)(v) >> 16)
+
+/* §2.1 Feature bits (regs.features). */
+#define PPF_FEAT_EMULATED    (1ull << 0)     /* window is emulated shared memory */
+#define PPF_FEAT_FUTEX_IRQ   (1ull << 1)     /* interrupts are futex words (emu) */
+#define PPF_FEAT_METRICS     (1ull << 2)     /* the metrics ring is present (§6) */
+
+/* §2.2 Device status (regs.status), written by the device. */
+#define PPF_STS_READY        (1u << 0)       /* queues are being served */
+#define PPF_STS_FATAL        (1u << 1)       /* device failed; reset needed */
+#define PPF_STS_SHUTDOWN     (1u << 2)       /* device is stopping or stopped */
+
+/* §2.3 Control (regs.control), written by the host. */
+#define PPF_CTL_ENABLE       (1u << 0)
+#define PPF_CTL_RESET        (1u << 1)
+
+/* Limits the device enforces on geometry (§3). */
+#define PPF_MAX_QPS          64              /* including the admin pair 0 */
+#define PPF_MIN_QSIZE        4
+#define PPF_MAX_QSIZE        4096
+#define PPF_MIN_SLOT_SIZE    4096
+#define PPF_MAX_SLOT_SIZE    (1u << 20)
+#define PPF_ADMIN_QID        0
+
+#define PPF_CACHELINE        64
+
+/* §2 The register page, at offset 0 of the window (4 KiB).  "RO" fields
+ * are written only by the device; "host" fields only by the host. */
+struct ppf_regs {
+    uint32_t magic;             /* 0x000 RO PPF_MAGIC */
+    uint32_t version;           /* 0x004 RO PPF_VERSION */
+    uint64_t features;          /* 0x008 RO PPF_FEAT_* */
+    uint32_t status;            /* 0x010 RO PPF_STS_* */
+    uint32_t control;           /* 0x014 host PPF_CTL_* */
+    uint32_t num_qps;           /* 0x018 RO queue pairs, admin pair included */
+    uint32_t qsize;             /* 0x01c RO entries per SQ and per CQ (2^n) */
+    uint32_t slots;             /* 0x020 RO command ids (data slots) per pair */
+    uint32_t slot_size;         /* 0x024 RO bytes per data slot */
+    uint64_t window_size;       /* 0x028 RO bytes in the whole window */
+    uint64_t qp_regs_off;       /* 0x030 RO struct ppf_qp_regs[num_qps] */
+    uint64_t sq_off;            /* 0x038 RO struct ppf_sqe[num_qps][qsize] */
+    uint64_t cq_off;            /* 0x040 RO struct ppf_cqe[num_qps][qsize] */
+    uint64_t data_off;          /* 0x048 RO data slots [num_qps][slots][slot_size] */
+    uint64_t metrics_off;       /* 0x050 RO metrics ring (§6), 0 if absent */
+    uint64_t metrics_size;      /* 0x058 RO */
+    uint64_t heartbeat;         /* 0x060 RO incremented at least 10 times a second */
+    uint32_t device_pid;        /* 0x068 RO emulated device's pid, 0 on hardware */
+    uint32_t reserved0;         /* 0x06c */
+    uint8_t  pad0[0x80 - 0x70];
+    uint64_t intr_status;       /* 0x080 RO bit q: pair q posted a completion */
+    uint64_t intr_mask;         /* 0x088 host bit q set: vector q masked */
+    uint8_t  pad1[0x100 - 0x90];
+    uint32_t db_seq;            /* 0x100 host increments after ringing a doorbell
+                                 *       while dev_sleeping (emu futex word) */
+    uint8_t  pad2[0x140 - 0x104];
+    uint32_t dev_sleeping;      /* 0x140 RO device is asleep: wake it via db_seq */
+    uint8_t  pad3[0x180 - 0x144];
+    uint32_t free_seq;          /* 0x180 RO incremented whenever a pair becomes free */
+    uint8_t  pad4[0x1000 - 0x184];
+};
+
+/* §3.1 Queue pair ownership word (qp_regs.claim), changed only by
+ * compare-and-swap.  state: bits 62-63, generation: bits 32-61,
+ * owner: bits 0-31 (the client id the emulated device handed out, or the
+ * owning process id on hardware). */
+#define PPF_CLAIM_FREE       0ull
+#define PPF_CLAIM_CLAIMED    1ull
+#define PPF_CLAIM_RESET      2ull            /* released; the device resets it */
+#define PPF_CLAIM_STATE(c)   ((c) >> 62)
+#define PPF_CLAIM_GEN(c)     (((c) >> 32) & 0x3fffffffull)
+#define PPF_CLAIM_OWNER(c)   ((uint32_t)(c))
+#define PPF_CLAIM_MAKE(s, g, o) \
+    (((uint64_t)(s) << 62) | (((uint64_t)(g) & 0x3fffffffull) << 32) | (uint32_t)(o))
+
+/* §3.2 Queue status (qp_regs.qstatus), written by the device. */
+#define PPF_QSTS_FATAL       (1u << 31)      /* pair stopped: host broke the protocol */
+#define PPF_QSTS_CODE(s)     ((s) & 0xffffu) /* PPF_SC_* saying why */
+
+/* §3 Per-queue-pair registers; host-written and device-written fields live
+ * on separate cache lines. */
+struct ppf_qp_regs {
+    uint64_t claim;             /* 0x00 host CAS: PPF_CLAIM_MAKE(...) */
+    uint64_t owner_start;       /* 0x08 host: owner's start time (hardware reclaim) */
+    uint8_t  pad0[0x40 - 0x10];
+    uint32_t sq_tail;           /* 0x40 host doorbell: next SQ index to be written */
+    uint32_t cq_head;           /* 0x44 host doorbell: next CQ index to be read */
+    uint8_t  pad1[0x80 - 0x48];
+    uint32_t sq_head;           /* 0x80 RO next SQ index the device will consume */
+    uint32_t qstatus;           /* 0x84 RO PPF_QSTS_* */
+    uint8_t  pad2[0xc0 - 0x88];
+    uint32_t irq_count;         /* 0xc0 RO interrupts raised on this vector */
+    uint8_t  pad3[0x100 - 0xc4];
+    uint32_t irq_armed;         /* 0x100 host: 1 while a host thread sleeps on irq */
+    uint8_t  pad4[0x140 - 0x104];
+};
+
+/* §4 Submission queue entry (64 bytes). */
+struct ppf_sqe {
+    uint8_t  opcode;            /* PPF_OP_* */
+    uint8_t  flags;             /* must be 0 in version 1 */
+    uint16_t cid;               /* command id < regs.slots; names the data slot */
+    uint32_t in_len;            /* payload bytes the host wrote into the slot */
+    uint32_t out_cap;           /* bytes the device may write back (<= slot_size) */
+    uint32_t rsvd;              /* must be 0 */
+    uint64_t arg[6];            /* command specific (§5) */
+};
+
+/* §4 Completion queue entry (16 bytes).  The device writes the first
+ * 8 bytes, then the last 8 (holding the phase bit) in one release store. */
+struct ppf_cqe {
+    uint32_t result;            /* command specific */
+    uint32_t out_len;           /* bytes written back into the slot */
+    uint16_t sq_head;           /* device's SQ head after consuming this entry */
+    uint16_t cid;               /* the command this completes */
+    uint16_t status;            /* bit 0: phase; bits 1-15: PPF_SC_* */
+    uint16_t rsvd;
+};
+
+#define PPF_CQE_PHASE(st)    ((st) & 1u)
+#define PPF_CQE_SC(st)       ((uint16_t)((st) >> 1))
+
+/* §4.1 Status codes. */
+enum ppf_status_code {
+    PPF_SC_SUCCESS = 0,
+    PPF_SC_INVALID_OPCODE = 1,  /* unknown or not yet implemented opcode */
+    PPF_SC_INVALID_FIELD = 2,   /* a reserved field, flag or argument is wrong */
+    PPF_SC_INVALID_CID = 3,     /* cid >= slots */
+    PPF_SC_DATA_TOO_LONG = 4,   /* in_len or out_cap > slot_size */
+    PPF_SC_ADMIN_ONLY = 5,      /* admin command on an I/O pair */
+    PPF_SC_INVALID_PAYLOAD = 6, /* malformed attributes */
+    PPF_SC_INTERNAL = 7,        /* device-side failure; see the device log */
+    PPF_SC_BUSY = 8,            /* try again later */
+    PPF_SC_NOT_FOUND = 9,
+    PPF_SC_NO_SPACE = 10,
+    PPF_SC_PERMISSION = 11,
+    PPF_SC_ABORTED = 12,        /* pair reset while the command was running */
+    PPF_SC_INVALID_SQ_TAIL = 13,/* queue fatal: doorbell outside the queue */
+    PPF_SC_CQ_OVERFLOW = 14,    /* queue fatal: host did not consume completions */
+    PPF_SC_INVALID_CQ_HEAD = 15,/* queue fatal: CQ head doorbell outside the queue */
+    PPF_SC__MAX
+};
+
+/* §5 Opcodes.  Admin commands are accepted on pair 0 only. */
+enum ppf_opcode {
+    PPF_OP_NOP = 0x00,          /* echo: result = (u32)arg[0]; the payload comes
+                                 * back when out_cap >= in_len */
+    PPF_OP_IDENTIFY = 0x01,
+    PPF_OP_GET_STATS = 0x02,
+    /* reserved for later issues; layouts in §5.4 */
+    PPF_OP_CONFIGURE = 0x10,    /* admin */
+    PPF_OP_EVICT = 0x11,        /* admin */
+    PPF_OP_BUFFER_LIST = 0x12,
+    PPF_OP_TABLE_DUMP = 0x13,
+    PPF_OP_PREFETCH = 0x20,
+    PPF_OP_DEPLOY = 0x21,
+    PPF_OP_RELEASE = 0x22,
+    PPF_OP_EVENT = 0x23,
+};
+
+#define PPF_OP_IS_ADMIN(op)  ((op) == PPF_OP_CONFIGURE || (op) == PPF_OP_EVICT)
+
+/* §5.1 Payload attributes: a sequence of {u16 type, u16 len, value[len]},
+ * each padded with zeros to a multiple of 4 bytes.  Strings are UTF-8
+ * without a terminating NUL and must not contain NUL or control bytes.
+ * Unknown types are skipped by readers (forward compatibility). */
+struct ppf_attr_hdr {
+    uint16_t type;
+    uint16_t len;
+};
+
+#define PPF_ATTR_ALIGN(n)    (((n) + 3u) & ~3u)
+#define PPF_ATTR_MAX_STR     4096
+
+/* §5.2 IDENTIFY attributes. */
+enum ppf_identify_attr {
+    PPF_ID_VENDOR = 1,          /* str */
+    PPF_ID_MODEL = 2,           /* str */
+    PPF_ID_FIRMWARE = 3,        /* str */
+    PPF_ID_SERIAL = 4,          /* str */
+    PPF_ID_FEATURES = 5,        /* u64 */
+    PPF_ID_NUM_QPS = 6,         /* u32 */
+    PPF_ID_QSIZE = 7,           /* u32 */
+    PPF_ID_SLOTS = 8,           /* u32 */
+    PPF_ID_SLOT_SIZE = 9,       /* u32 */
+    PPF_ID_STATE_DIR = 10,      /* str */
+    PPF_ID_PID = 11,            /* u32 */
+};
+
+/* §5.3 GET_STATS: a list of u64 counters, type = PPF_STAT_*. */
+enum ppf_stat {
+    PPF_STAT_UPTIME_MS = 1,
+    PPF_STAT_COMMANDS = 2,      /* completed, any status */
+    PPF_STAT_ERRORS = 3,        /* completed with status != SUCCESS */
+    PPF_STAT_REJECTED = 4,      /* invalid from the host (subset of errors) */
+    PPF_STAT_CLAIMS = 5,        /* pairs claimed */
+    PPF_STAT_RESETS = 6,        /* pairs reset after release */
+    PPF_STAT_RECLAIMS = 7,      /* pairs reclaimed from dead owners */
+    PPF_STAT_QUEUE_FATAL = 8,   /* pairs stopped for protocol violations */
+    PPF_STAT_IRQS = 9,          /* interrupts raised */
+    PPF_STAT_WAKEUPS = 10,      /* times the device was woken from sleep */
+    PPF_STAT_CLIENTS = 11,      /* clients attached now (emulated) */
+    PPF_STAT_QPS_CLAIMED = 12,  /* pairs claimed now */
+    PPF_STAT_OP_NOP = 13,
+    PPF_STAT_OP_IDENTIFY = 14,
+    PPF_STAT_OP_GET_STATS = 15,
+    PPF_STAT__MAX
+};
+
+/* §7 Emulated transport: the message a client receives on connecting to
+ * the device socket, with the window's memfd attached (SCM_RIGHTS). */
+struct ppf_emu_hello {
+    uint32_t magic;             /* PPF_MAGIC */
+    uint32_t version;           /* PPF_VERSION */
+    uint32_t client_id;         /* owner id to put in claim words; never 0 */
+    uint32_t reserved;
+    uint64_t window_size;
+};
+
+/* Attribute writer and reader (common/protocol.c).  Both take caller
+ * buffers and never allocate. */
+struct ppf_attr_writer {
+    uint8_t *buf;
+    size_t cap;
+    size_t len;
+    int overflow;               /* set when an attribute did not fit */
+};
+
+struct ppf_attr_reader {
+    const uint8_t *buf;
+    size_t len;
+    size_t pos;
+};
+
+struct ppf_attr {
+    uint16_t type;
+    uint16_t len;
+    const uint8_t *value;
+};
+
+void ppf_attr_writer_init(struct ppf_attr_writer *w, void *buf, size_t cap);
+int ppf_attr_put(struct ppf_attr_writer *w, uint16_t type, const void *v, size_t len);
+int ppf_attr_put_u32(struct ppf_attr_writer *w, uint16_t type, uint32_t v);
+int ppf_attr_put_u64(struct ppf_attr_writer *w, uint16_t type, uint64_t v);
+int ppf_attr_put_str(struct ppf_attr_writer *w, uint16_t type, const char *s);
+
+void ppf_attr_reader_init(struct ppf_attr_reader *r, const void *buf, size_t len);
+/* Returns 1 and fills *a for the next attribute, 0 at the end, -1 if the
+ * payload is malformed (truncated header or value, nonzero padding). */
+int ppf_attr_next(struct ppf_attr_reader *r, struct ppf_attr *a);
+int ppf_attr_get_u32(const struct ppf_attr *a, uint32_t *v);
+int ppf_attr_get_u64(const struct ppf_attr *a, uint64_t *v);
+/* Copies a string attribute into dst (cap bytes, NUL-terminated); -1 if it
+ * does not fit, or holds NUL or control bytes. */
+int ppf_attr_get_str(const struct ppf_attr *a, char *dst, size_t cap);
+
+/* Checks an SQE copied out of the window against the geometry; returns
+ * PPF_SC_SUCCESS or the status code to complete it with. */
+enum ppf_status_code ppf_sqe_check(const struct ppf_sqe *e, uint32_t qid,
+                                   uint32_t slots, uint32_t slot_size);
+/* Checks a CQE read from the window (phase already matched); 0 or -1. */
+int ppf_cqe_check(const struct ppf_cqe *c, uint32_t slots, uint32_t slot_size,
+                  uint32_t qsize);
+
+/* Names for messages and JSON; never NULL. */
+const char *ppf_status_name(unsigned sc);
+const char *ppf_status_text(unsigned sc);
+const char *ppf_opcode_name(unsigned op);
+const char *ppf_stat_name(unsigned stat);
+
+/* Window layout for a geometry (§3): fills the offsets in *r and returns
+ * the window size, or 0 if the geometry is out of range. */
+uint64_t ppf_window_layout(struct ppf_regs *r, uint32_t num_qps, uint32_t qsize,
+                           uint32_t slots, uint32_t slot_size, uint64_t metrics_size);
+/* Checks a register page read from an untrusted window of win_size bytes:
+ * magic, major version, geometry and that every region lies inside. */
+int ppf_window_check(const struct ppf_regs *r, uint64_t win_size, char *why, size_t whylen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PPF_PROTOCOL_H */
