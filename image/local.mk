@@ -1,0 +1,1 @@
+# image/local.mk: automake fragment included by the top Makefile.am.

@@ -1,0 +1,1 @@
+# policy/local.mk: automake fragment included by the top Makefile.am.
