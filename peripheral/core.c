@@ -39,6 +39,8 @@ struct ppf_core {
     uint64_t stat[PPF_STAT__MAX];
     uint64_t start_ns;
     uint64_t last_beat_ns;
+    struct ppf_core_cmd_ops cmd;
+    uint8_t *scratch;           /* slot_size bytes: private copy of a payload */
 };
 
 static uint64_t
@@ -136,7 +138,8 @@ ppf_core_new(void *win, uint64_t win_size, const struct ppf_core_config *cfg,
     core->cfg = *cfg;
     core->state_dir = strdup(cfg->state_dir ? cfg->state_dir : "");
     core->serial = strdup(cfg->serial ? cfg->serial : "");
-    if (!core->state_dir || !core->serial) {
+    core->scratch = malloc(cfg->slot_size);
+    if (!core->state_dir || !core->serial || !core->scratch) {
         ppf_core_free(core);
         fprintf(stderr, "ppf-peripheral: out of memory\n");
         return -1;
@@ -171,6 +174,7 @@ ppf_core_free(struct ppf_core *core)
         return;
     free(core->state_dir);
     free(core->serial);
+    free(core->scratch);
     free(core);
 }
 
@@ -315,7 +319,7 @@ core_exec(struct ppf_core *core, uint32_t q, const struct ppf_sqe *e)
 {
     enum ppf_status_code sc = ppf_sqe_check(e, q, core->cfg.slots, core->cfg.slot_size);
     struct ppf_attr_writer w;
-    uint32_t result = 0;
+    uint32_t result = 0, out_len = 0;
 
     ppf_attr_writer_init(&w, NULL, 0);
     if (sc == PPF_SC_SUCCESS) {
@@ -338,14 +342,30 @@ core_exec(struct ppf_core *core, uint32_t q, const struct ppf_sqe *e)
             sc = core_get_stats(core, &w);
             break;
         default:
-            /* reserved opcodes (§5.4) are not implemented in this version */
-            sc = PPF_SC_INVALID_OPCODE;
+            /* everything else is the firmware's (§5.4); without it, the
+             * opcode is not implemented */
+            if (!core->cmd.exec) {
+                sc = PPF_SC_INVALID_OPCODE;
+                break;
+            }
+            /* copy first: the host may change the slot while we parse */
+            memcpy(core->scratch, qp_slot(core, q, e->cid), e->in_len);
+            w.len = 0;
+            sc = core->cmd.exec(core->cmd.opaque, q, e, core->scratch,
+                                qp_slot(core, q, e->cid), &result, &out_len);
+            if (out_len > e->out_cap) {
+                sc = PPF_SC_INTERNAL;
+                out_len = 0;
+            }
+            w.len = out_len;
             break;
         }
     }
     if (sc != PPF_SC_SUCCESS && sc != PPF_SC_DATA_TOO_LONG)
         stat_add(core, PPF_STAT_REJECTED, 1);
-    core_post(core, q, e->cid, sc, result, sc == PPF_SC_SUCCESS ? (uint32_t)w.len : 0);
+    /* a failed firmware command may return a message (§5.4) */
+    core_post(core, q, e->cid, sc, result,
+              sc == PPF_SC_SUCCESS || (core->cmd.exec && out_len) ? (uint32_t)w.len : 0);
 }
 
 static unsigned
@@ -398,6 +418,15 @@ ppf_core_poll(struct ppf_core *core)
     for (uint32_t q = 0; q < core->cfg.num_qps; q++)
         done += core_serve_qp(core, q);
     return done;
+}
+
+void
+ppf_core_set_cmd_ops(struct ppf_core *core, const struct ppf_core_cmd_ops *ops)
+{
+    if (ops)
+        core->cmd = *ops;
+    else
+        memset(&core->cmd, 0, sizeof core->cmd);
 }
 
 void

@@ -35,6 +35,20 @@ struct ppf_core_irq_ops {
     void *opaque;
 };
 
+/* Commands the core does not run itself (all but NOP, IDENTIFY and
+ * GET_STATS) go to the firmware.  exec runs on the core's thread with a
+ * checked private copy of the SQE (e) and of its input payload (in,
+ * e->in_len bytes); out is the command's data slot in host memory
+ * (e->out_cap bytes; write only, never read back).  Returns a status code
+ * and sets *result and *out_len; a failing command may return a message
+ * (UTF-8 text) in out. */
+struct ppf_core_cmd_ops {
+    enum ppf_status_code (*exec)(void *opaque, uint32_t qid, const struct ppf_sqe *e,
+                                 const uint8_t *in, uint8_t *out, uint32_t *result,
+                                 uint32_t *out_len);
+    void *opaque;
+};
+
 /* Fills the default geometry: 17 pairs, 64 entries, 32 slots of 64 KiB. */
 void ppf_core_config_default(struct ppf_core_config *cfg);
 /* Window size the config needs, 0 if the geometry is out of range. */
@@ -59,6 +73,7 @@ void ppf_core_kick(struct ppf_core *core);
 
 /* Marks every pair claimed by owner for reset (the owner went away). */
 void ppf_core_reclaim_owner(struct ppf_core *core, uint32_t owner);
+void ppf_core_set_cmd_ops(struct ppf_core *core, const struct ppf_core_cmd_ops *ops);
 void ppf_core_set_clients(struct ppf_core *core, uint32_t n);
 void ppf_core_heartbeat(struct ppf_core *core);
 /* Sets PPF_STS_SHUTDOWN and wakes every sleeping host thread. */

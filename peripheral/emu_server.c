@@ -201,8 +201,9 @@ emu_server_new(const char *path, const char *group, uint64_t win_size,
         ppf_err("emu", "listen on %s: %m", path);
         goto fail;
     }
-    ppf_info("emu", "device window of %llu bytes at %s (mode %s)",
-             (unsigned long long)win_size, path, gr ? "0660, group ppf" : "0600");
+    ppf_info("emu", "device window of %llu bytes at %s (mode %s%s)",
+             (unsigned long long)win_size, path, gr ? "0660, group " : "0600",
+             gr ? group : "");
     return 0;
 
 fail:

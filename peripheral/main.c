@@ -23,6 +23,7 @@
 #include "common/util.h"
 #include "peripheral/core.h"
 #include "peripheral/emu_server.h"
+#include "peripheral/firmware.h"
 #include "ppf/ppf.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/ppf"
@@ -148,6 +149,8 @@ main(int argc, char **argv)
     const char *pidfile = NULL, *group = DEFAULT_GROUP;
     int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, c;
     struct ppf_core_config cfg;
+    struct ppf_fw *fw = NULL;
+    struct ppf_core_cmd_ops fw_ops;
     struct emu_server *srv = NULL;
     struct sigaction sa;
     char serial[64];
@@ -281,13 +284,20 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (emu_server_new(dev_path, group, win_size, &srv) < 0)
+    if (ppf_fw_new(state_dir, &fw) < 0)
         return 1;
+    if (emu_server_new(dev_path, group, win_size, &srv) < 0) {
+        ppf_fw_free(fw);
+        return 1;
+    }
     struct ppf_core_irq_ops irq = emu_server_irq_ops(srv);
     if (ppf_core_new(emu_server_window(srv), win_size, &cfg, &irq, &the_core) < 0) {
         emu_server_free(srv);
+        ppf_fw_free(fw);
         return 1;
     }
+    fw_ops = ppf_fw_cmd_ops(fw);
+    ppf_core_set_cmd_ops(the_core, &fw_ops);
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -300,6 +310,7 @@ main(int argc, char **argv)
         ppf_core_shutdown(the_core);
         emu_server_free(srv);
         ppf_core_free(the_core);
+        ppf_fw_free(fw);
         return 1;
     }
     ppf_info("main", "ready: %u queue pairs of %u entries, %u slots of %u bytes; "
@@ -316,6 +327,7 @@ main(int argc, char **argv)
     ppf_core_shutdown(the_core);
     emu_server_free(srv);
     ppf_core_free(the_core);
+    ppf_fw_free(fw);
     if (pidfile)
         unlink(pidfile);
     ppf_info("main", "stopped");

@@ -15,16 +15,10 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "ppf/ppf.h"
+#include "tools/ppfctl.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 
-struct ctl {
-    const char *device;
-    int timeout_ms;
-    int json;
-    struct ppf_dev *dev;
-    struct ppf_qp *qp;
-};
 
 static void
 usage(FILE *fp)
@@ -36,6 +30,9 @@ usage(FILE *fp)
 "Commands:\n"
 "  status              identity, geometry, uptime and counters of the peripheral\n"
 "  nop [--count N]     N round trips (default 1000); prints their latency\n"
+"  policy validate FILE  check a policy file (no peripheral needed)\n"
+"  policy apply FILE   validate, send to the peripheral, which keeps it\n"
+"  policy show [--file FILE]  the policy in force (or FILE's), defaults filled in\n"
 "  help                show this help\n"
 "\n"
 "Options:\n"
@@ -50,9 +47,7 @@ usage(FILE *fp)
 "2 usage error.  See ppfctl(8).\n", DEFAULT_TIMEOUT_MS);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
+int
 usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -65,24 +60,30 @@ usage_error(const char *fmt, ...)
     return 2;
 }
 
-static int
+int
 fail(const char *what)
 {
     fprintf(stderr, "ppfctl: %s%s%s\n", what ? what : "", what ? ": " : "", ppf_error());
     return 1;
 }
 
-static int
-ctl_connect(struct ctl *c)
+int
+ctl_connect_kind(struct ctl *c, enum ppf_qp_kind kind)
 {
     if (ppf_dev_open(c->device, &c->dev) < 0)
         return fail(NULL);
-    if (ppf_qp_claim(c->dev, PPF_QP_IO, c->timeout_ms, &c->qp) < 0)
-        return fail(NULL);
+    if (ppf_qp_claim(c->dev, kind, c->timeout_ms, &c->qp) < 0)
+        return fail(kind == PPF_QP_ADMIN ? "the admin queue" : NULL);
     return 0;
 }
 
-static void
+static int
+ctl_connect(struct ctl *c)
+{
+    return ctl_connect_kind(c, PPF_QP_IO);
+}
+
+void
 ctl_disconnect(struct ctl *c)
 {
     ppf_qp_release(c->qp);
@@ -378,11 +379,13 @@ main(int argc, char **argv)
         r = cmd_status(&c, argc, argv);
     else if (strcmp(argv[0], "nop") == 0)
         r = cmd_nop(&c, argc, argv);
+    else if (strcmp(argv[0], "policy") == 0)
+        r = cmd_policy(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         r = 0;
     } else
-        return usage_error("unknown command '%s' (commands: status, nop, help)", argv[0]);
+        return usage_error("unknown command '%s' (commands: status, nop, policy, help)", argv[0]);
     ctl_disconnect(&c);
     return r;
 }

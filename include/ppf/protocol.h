@@ -183,6 +183,14 @@ enum ppf_opcode {
     PPF_OP_EVENT = 0x23,
 };
 
+/* §5.4 CONFIGURE: arg[0] selects the operation.  SET: the payload is an
+ * encoded policy ("PPFC", policy/policy.h); the device checks it fully,
+ * persists it, then applies it; result = the new generation.  GET: the
+ * device returns the encoded policy in force; result = its generation.  A
+ * refused SET returns a one-line UTF-8 reason as the payload. */
+#define PPF_CONFIGURE_SET    0u
+#define PPF_CONFIGURE_GET    1u
+
 #define PPF_OP_IS_ADMIN(op)  ((op) == PPF_OP_CONFIGURE || (op) == PPF_OP_EVICT)
 
 /* §5.1 Payload attributes: a sequence of {u16 type, u16 len, value[len]},

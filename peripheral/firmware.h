@@ -1,0 +1,22 @@
+/* The card's firmware above the command processor: the commands of
+ * schemas/device-protocol.md §5.4 and the subsystems that serve them (so
+ * far the configuration store).  peripheral/core.c hands it every command
+ * it does not run itself, through struct ppf_core_cmd_ops.
+ */
+#ifndef PPF_PERIPHERAL_FIRMWARE_H
+#define PPF_PERIPHERAL_FIRMWARE_H
+
+#include "peripheral/config.h"
+#include "peripheral/core.h"
+
+struct ppf_fw {
+    struct ppf_fw_config *config;
+};
+
+/* Loads the firmware's state from state_dir; 0, or -1 (reported). */
+int ppf_fw_new(const char *state_dir, struct ppf_fw **out);
+void ppf_fw_free(struct ppf_fw *fw);
+/* The ops to hand to ppf_core_set_cmd_ops. */
+struct ppf_core_cmd_ops ppf_fw_cmd_ops(struct ppf_fw *fw);
+
+#endif /* PPF_PERIPHERAL_FIRMWARE_H */
