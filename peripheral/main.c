@@ -19,6 +19,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "common/daemon.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "peripheral/core.h"
@@ -53,7 +54,7 @@ usage(FILE *fp)
 "  --state-dir DIR       where learned state is kept (default " DEFAULT_STATE_DIR ")\n"
 "  --foreground          do not daemonize; log to stderr\n"
 "  --pidfile FILE        write the pid here once clients can attach\n"
-"  --exit-with-parent    stop when the parent process exits\n"
+"  --exit-with-parent    stop when the parent process exits (implies --foreground)\n"
 "  --queues N            queue pairs, admin pair included (2..64, default 17)\n"
 "  --queue-size N        entries per queue, a power of two (4..4096, default 64)\n"
 "  --slots N             commands in flight per pair (1..queue-size-1, default 32)\n"
@@ -76,49 +77,6 @@ bad_option(const char *opt, const char *val, const char *expect)
     fprintf(stderr, "ppf-peripheral: %s '%s' is not valid: expected %s\n", opt, val, expect);
     fprintf(stderr, "Try 'ppf-peripheral --help' for more information.\n");
     return 2;
-}
-
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-    char buf[PATH_MAX];
-
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
-static int
-write_pidfile(const char *path)
-{
-    char tmp[PATH_MAX], buf[32];
-    int fd, n;
-
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp) {
-        ppf_err("main", "pidfile path %s is too long", path);
-        return -1;
-    }
-    n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, buf, n) != n || close(fd) < 0 || rename(tmp, path) < 0) {
-        ppf_err("main", "cannot write pidfile %s: %m", path);
-        if (fd >= 0)
-            unlink(tmp);
-        return -1;
-    }
-    return 0;
 }
 
 int
@@ -154,7 +112,7 @@ main(int argc, char **argv)
     struct emu_server *srv = NULL;
     struct sigaction sa;
     char serial[64];
-    int ready_pipe[2] = { -1, -1 };
+    int ready_fd = -1;
     pid_t parent = getppid();
     uint64_t v, win_size;
 
@@ -174,7 +132,7 @@ main(int argc, char **argv)
             break;
         case OPT_FG: foreground = 1; break;
         case OPT_PID: pidfile = optarg; break;
-        case OPT_EWP: exit_with_parent = 1; break;
+        case OPT_EWP: exit_with_parent = foreground = 1; break;
         case OPT_QUEUES:
             if (ppf_parse_u64(optarg, 2, PPF_MAX_QPS, &v) < 0)
                 return bad_option("--queues", optarg, "a number from 2 to 64");
@@ -229,45 +187,18 @@ main(int argc, char **argv)
     }
     ppf_log_init("ppf-peripheral", (enum ppf_log_level)level);
 
-    if (exit_with_parent) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            return 0;           /* the parent is already gone */
-    }
+    if (exit_with_parent && ppf_exit_with_parent(parent) < 0)
+        return 0;               /* the parent is already gone */
 
-    if (mkdir_p(state_dir, 0700) < 0) {
+    if (ppf_mkdir_p(state_dir, 0700) < 0) {
         ppf_err("main", "cannot create state directory %s: %m; choose one with --state-dir",
                 state_dir);
         return 1;
     }
 
     /* Daemonize before creating threads; the parent exits once we are ready. */
-    if (!foreground) {
-        pid_t pid;
-        char ok;
-
-        if (pipe2(ready_pipe, O_CLOEXEC) < 0) {
-            ppf_err("main", "pipe: %m");
-            return 1;
-        }
-        pid = fork();
-        if (pid < 0) {
-            ppf_err("main", "fork: %m");
-            return 1;
-        }
-        if (pid > 0) {
-            close(ready_pipe[1]);
-            return read(ready_pipe[0], &ok, 1) == 1 ? 0 : 1;
-        }
-        close(ready_pipe[0]);
-        setsid();
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (nul >= 0) {
-            dup2(nul, STDIN_FILENO);
-            dup2(nul, STDOUT_FILENO);
-            close(nul);
-        }
-    }
+    if (!foreground && ppf_daemonize(&ready_fd) < 0)
+        return 1;
 
     cfg.features = PPF_FEAT_EMULATED | PPF_FEAT_FUTEX_IRQ;
     cfg.device_pid = (uint32_t)getpid();
@@ -306,7 +237,7 @@ main(int argc, char **argv)
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
-    if (emu_server_start(srv, the_core) < 0 || (pidfile && write_pidfile(pidfile) < 0)) {
+    if (emu_server_start(srv, the_core) < 0 || (pidfile && ppf_write_pidfile(pidfile) < 0)) {
         ppf_core_shutdown(the_core);
         emu_server_free(srv);
         ppf_core_free(the_core);
@@ -315,11 +246,7 @@ main(int argc, char **argv)
     }
     ppf_info("main", "ready: %u queue pairs of %u entries, %u slots of %u bytes; "
              "state in %s", cfg.num_qps, cfg.qsize, cfg.slots, cfg.slot_size, state_dir);
-    if (ready_pipe[1] >= 0) {
-        if (write(ready_pipe[1], "1", 1) != 1)
-            ppf_warn("main", "could not tell the parent we are ready");
-        close(ready_pipe[1]);
-    }
+    ppf_daemon_ready(ready_fd);
 
     ppf_core_run(the_core, &stop_flag);
 

@@ -2,7 +2,7 @@
 # Every program answers --help and --version, and has a man page.
 . "${top_builddir:-..}/tests/functions.sh" || exit 99
 
-for prog in ppf-peripheral ppfctl; do
+for prog in ppf-peripheral ppfctl ppfd; do
     out=$($prog --help) || fail "$prog --help exited $?"
     echo "$out" | grep -q '^Usage: ' || fail "$prog --help prints no usage"
     $prog --version | grep -q "^$prog [0-9]" || fail "$prog --version"

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "plugin/policy-send.h"
 #include "policy/policy.h"
 #include "ppf/protocol.h"
 #include "tools/ppfctl.h"
@@ -73,45 +74,11 @@ policy_validate(struct ctl *c, const char *file)
     return r;
 }
 
-/* Sends CONFIGURE on the admin queue.  in/in_len for SET; out for GET. */
 static int
-policy_configure(struct ctl *c, uint64_t op, const void *in, uint32_t in_len, void *out,
-                 uint32_t out_cap, struct ppf_cmd *cmd)
+policy_open(struct ctl *c)
 {
-    struct ppf_dev_info info;
-    char msg[600];
-
-    memset(cmd, 0, sizeof *cmd);
-    cmd->opcode = PPF_OP_CONFIGURE;
-    cmd->arg[0] = op;
-    cmd->in = in;
-    cmd->in_len = in_len;
-    cmd->out = out;
-    cmd->out_cap = out_cap;
-    if (ctl_connect_kind(c, PPF_QP_ADMIN) != 0)
-        return 1;
-    ppf_dev_get_info(c->dev, &info);
-    if (in_len > info.slot_size) {
-        fprintf(stderr, "ppfctl: the encoded policy (%u bytes) is larger than the "
-                "peripheral's command slots (%u bytes); shorten it\n", in_len, info.slot_size);
-        return 1;
-    }
-    if (cmd->out_cap > info.slot_size)
-        cmd->out_cap = info.slot_size;
-    if (ppf_exec(c->qp, cmd, c->timeout_ms) < 0)
-        return fail("CONFIGURE");
-    if (cmd->status != PPF_SC_SUCCESS) {
-        uint32_t n = cmd->out_len < sizeof msg - 1 ? cmd->out_len : (uint32_t)sizeof msg - 1;
-
-        memcpy(msg, out, n);
-        msg[n] = '\0';
-        for (uint32_t i = 0; i < n; i++)      /* device text: printable only */
-            if ((unsigned char)msg[i] < 0x20)
-                msg[i] = '?';
-        fprintf(stderr, "ppfctl: the peripheral refused CONFIGURE: %s%s%s\n",
-                ppf_status_text(cmd->status), n ? ": " : "", msg);
-        return 1;
-    }
+    if (ppf_dev_open(c->device, &c->dev) < 0)
+        return fail(NULL);
     return 0;
 }
 
@@ -119,26 +86,16 @@ static int
 policy_apply(struct ctl *c, const char *file)
 {
     struct ppf_policy *p = NULL;
-    struct ppf_cmd cmd;
-    uint8_t *blob = NULL, reply[600];
-    size_t len;
+    uint32_t gen;
+    char err[600];
     int r;
 
     if (policy_load(c, file, &p, 1) != 0)
         return 1;
-    blob = malloc(PPF_POLICY_MAX_ENCODED);
-    if (!blob) {
-        ppf_policy_free(p);
-        fprintf(stderr, "ppfctl: out of memory\n");
-        return 1;
-    }
-    if (ppf_policy_encode(p, blob, PPF_POLICY_MAX_ENCODED, &len) < 0) {
-        fprintf(stderr, "ppfctl: %s: the policy does not fit in one CONFIGURE command "
-                "(%d KiB): %s\n", file, PPF_POLICY_MAX_ENCODED / 1024, strerror(errno));
+    r = policy_open(c);
+    if (r == 0 && ppf_policy_send(c->dev, p, c->timeout_ms, &gen, err, sizeof err) < 0) {
+        fprintf(stderr, "ppfctl: %s: %s; nothing was changed\n", file, err);
         r = 1;
-    } else {
-        r = policy_configure(c, PPF_CONFIGURE_SET, blob, (uint32_t)len, reply, sizeof reply,
-                             &cmd);
     }
     if (r == 0) {
         if (c->json) {
@@ -148,14 +105,13 @@ policy_apply(struct ctl *c, const char *file)
             ppf_json_begin_object(&j, NULL);
             ppf_json_str(&j, "file", file);
             ppf_json_bool(&j, "applied", 1);
-            ppf_json_u64(&j, "generation", cmd.result);
+            ppf_json_u64(&j, "generation", gen);
             ppf_json_end_object(&j);
             fputc('\n', stdout);
         } else {
-            printf("%s: applied (policy generation %u)\n", file, cmd.result);
+            printf("%s: applied (policy generation %u)\n", file, gen);
         }
     }
-    free(blob);
     ppf_policy_free(p);
     return r;
 }
@@ -164,31 +120,20 @@ static int
 policy_show(struct ctl *c, const char *file)
 {
     struct ppf_policy *p = NULL;
-    struct ppf_cmd cmd;
-    uint8_t *blob;
-    char err[256];
+    uint32_t gen;
+    char err[600];
     int r;
 
     if (file) {
         if (policy_load(c, file, &p, 1) != 0)
             return 1;
     } else {
-        blob = malloc(PPF_POLICY_MAX_ENCODED);
-        if (!blob) {
-            fprintf(stderr, "ppfctl: out of memory\n");
+        if (policy_open(c) != 0)
+            return 1;
+        if (ppf_policy_fetch(c->dev, c->timeout_ms, &p, &gen, err, sizeof err) < 0) {
+            fprintf(stderr, "ppfctl: %s\n", err);
             return 1;
         }
-        r = policy_configure(c, PPF_CONFIGURE_GET, NULL, 0, blob, PPF_POLICY_MAX_ENCODED,
-                             &cmd);
-        /* never trust the device: decode checks everything */
-        if (r == 0 && ppf_policy_decode(blob, cmd.out_len, &p, err, sizeof err) < 0) {
-            fprintf(stderr, "ppfctl: the peripheral returned a policy that does not check "
-                    "out (%s); re-apply one with 'ppfctl policy apply FILE'\n", err);
-            r = 1;
-        }
-        free(blob);
-        if (r != 0)
-            return r;
     }
     r = c->json ? ppf_policy_emit_json(p, stdout) : ppf_policy_emit_yaml(p, stdout);
     if (c->json)

@@ -1,0 +1,225 @@
+/* ppfd: the host daemon.  So far it owns the administrator's policy: at
+ * start and on every SIGHUP it reads the YAML policy file, checks it, and
+ * sends it to the peripheral with CONFIGURE; an invalid file is reported
+ * (every problem, FILE:LINE:COLUMN) and changes nothing; an unreachable
+ * peripheral is retried until it answers.  The libvirt plugin and the
+ * metrics agent join it in later issues.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/daemon.h"
+#include "common/log.h"
+#include "plugin/policy-send.h"
+#include "policy/policy.h"
+#include "ppf/ppf.h"
+
+#define DEFAULT_POLICY SYSCONFDIR "/ppf/policy.yaml"
+#define RETRY_S 2
+#define DEVICE_TIMEOUT_MS 5000
+
+struct ppfd {
+    const char *device;
+    const char *policy_file;
+    struct ppf_policy *policy;  /* the last valid policy read */
+    int pending;                /* read but not yet accepted by the peripheral */
+    int device_down;            /* the last attempt could not reach it */
+};
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp,
+"Usage: ppfd [OPTIONS]\n"
+"The ppf host daemon: keeps the peripheral configured with the policy file\n"
+"(re-read on SIGHUP).\n"
+"\n"
+"  -p, --policy FILE     the YAML policy (default " DEFAULT_POLICY ")\n"
+"  -d, --device SPEC     the peripheral: auto (default), emu:PATH, uio:/dev/uioN\n"
+"  --foreground          do not detach\n"
+"  --pidfile FILE        write the pid here once running\n"
+"  --exit-with-parent    stop when the parent process exits (implies --foreground)\n"
+"  --log-level LEVEL     error, warn, info or debug (default info)\n"
+"  -v, --verbose         same as --log-level debug\n"
+"  -h, --help            show this help and exit\n"
+"  -V, --version         show the version and exit\n"
+"\n"
+"Signals: SIGHUP re-reads the policy; SIGTERM and SIGINT stop.\n"
+"Exit status: 0 stopped cleanly, 1 runtime error (e.g. an invalid policy at\n"
+"start), 2 usage error.  See ppfd(8) and ppf-policy(5).\n");
+}
+
+static int
+usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "ppfd: %s%s%s\nTry 'ppfd --help' for more information.\n", msg,
+            arg ? ": " : "", arg ? arg : "");
+    return 2;
+}
+
+/* Reads and checks the policy file.  1 read (d->policy replaced), 0 no
+ * file (at start only: keep the peripheral's), -1 invalid (reported). */
+static int
+ppfd_read_policy(struct ppfd *d, int at_start)
+{
+    struct ppf_policy_diags diags;
+    struct ppf_policy *p = NULL;
+
+    if (at_start && access(d->policy_file, F_OK) < 0 && errno == ENOENT) {
+        ppf_info("policy", "%s does not exist: the peripheral keeps the policy it has; "
+                 "write one (see ppf-policy(5)) and send SIGHUP", d->policy_file);
+        return 0;
+    }
+    ppf_policy_diags_init(&diags);
+    if (ppf_policy_parse_file(d->policy_file, &p, &diags) < 0) {
+        for (size_t i = 0; i < diags.n; i++)
+            ppf_err("policy", "%s:%u:%u: %s: %s",
+                    diags.v[i].file ? diags.v[i].file : d->policy_file, diags.v[i].line,
+                    diags.v[i].column, diags.v[i].path ? diags.v[i].path : "",
+                    diags.v[i].msg ? diags.v[i].msg : "");
+        ppf_err("policy", "%s: %zu problem%s; %s", d->policy_file, diags.n + diags.dropped,
+                diags.n + diags.dropped == 1 ? "" : "s",
+                d->policy ? "keeping the policy in force" : "nothing was applied");
+        ppf_policy_diags_free(&diags);
+        return -1;
+    }
+    ppf_policy_diags_free(&diags);
+    ppf_policy_free(d->policy);
+    d->policy = p;
+    d->pending = 1;
+    return 1;
+}
+
+/* Sends the pending policy; keeps it pending if the peripheral is away. */
+static void
+ppfd_apply(struct ppfd *d)
+{
+    struct ppf_dev *dev;
+    uint32_t gen;
+    char err[600];
+
+    if (!d->pending || !d->policy)
+        return;
+    if (ppf_dev_open(d->device, &dev) < 0) {
+        if (!d->device_down)
+            ppf_warn("policy", "%s; will send the policy when the peripheral answers "
+                     "(retrying every %d s)", ppf_error(), RETRY_S);
+        d->device_down = 1;
+        return;
+    }
+    if (ppf_policy_send(dev, d->policy, DEVICE_TIMEOUT_MS, &gen, err, sizeof err) < 0) {
+        ppf_err("policy", "%s: %s", d->policy_file, err);
+        /* a refusal is final for this file; a lost device is retried */
+        if (strstr(err, "refused"))
+            d->pending = 0;
+        else
+            d->device_down = 1;
+    } else {
+        ppf_info("policy", "%s applied: policy generation %u", d->policy_file, gen);
+        d->pending = 0;
+        d->device_down = 0;
+    }
+    ppf_dev_close(dev);
+}
+
+int
+main(int argc, char **argv)
+{
+    enum { OPT_FG = 256, OPT_PID, OPT_EWP, OPT_LOG };
+    static const struct option opts[] = {
+        { "policy", required_argument, NULL, 'p' },
+        { "device", required_argument, NULL, 'd' },
+        { "foreground", no_argument, NULL, OPT_FG },
+        { "pidfile", required_argument, NULL, OPT_PID },
+        { "exit-with-parent", no_argument, NULL, OPT_EWP },
+        { "log-level", required_argument, NULL, OPT_LOG },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ppfd d = { .device = NULL, .policy_file = DEFAULT_POLICY };
+    const char *pidfile = NULL;
+    int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, o, ready_fd = -1;
+    pid_t parent = getppid();
+    sigset_t set;
+    int running = 1;
+
+    while ((o = getopt_long(argc, argv, "p:d:vhV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'p': d.policy_file = optarg; break;
+        case 'd': d.device = optarg; break;
+        case OPT_FG: foreground = 1; break;
+        case OPT_PID: pidfile = optarg; break;
+        case OPT_EWP: exit_with_parent = foreground = 1; break;
+        case OPT_LOG:
+            level = ppf_log_level_parse(optarg);
+            if (level < 0)
+                return usage_error("--log-level must be error, warn, info or debug", optarg);
+            break;
+        case 'v': level = PPF_LOG_DEBUG; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("ppfd %s\n", PACKAGE_VERSION); return 0;
+        default: fprintf(stderr, "Try 'ppfd --help' for more information.\n"); return 2;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    ppf_log_init("ppfd", (enum ppf_log_level)level);
+    if (exit_with_parent && ppf_exit_with_parent(parent) < 0)
+        return 0;
+
+    /* an invalid policy at start is an error the starting command sees */
+    if (ppfd_read_policy(&d, 1) < 0)
+        return 1;
+    if (!foreground && ppf_daemonize(&ready_fd) < 0)
+        return 1;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    ppfd_apply(&d);
+    if (pidfile && ppf_write_pidfile(pidfile) < 0) {
+        ppf_policy_free(d.policy);
+        return 1;
+    }
+    ppf_info("main", "running; policy %s, device %s", d.policy_file,
+             d.device ? d.device : "auto");
+    ppf_daemon_ready(ready_fd);
+
+    while (running) {
+        struct timespec ts = { RETRY_S, 0 };
+        int sig = sigtimedwait(&set, NULL, &ts);
+
+        switch (sig) {
+        case SIGHUP:
+            ppf_info("main", "SIGHUP: re-reading %s", d.policy_file);
+            if (ppfd_read_policy(&d, 0) > 0)
+                ppfd_apply(&d);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            running = 0;
+            break;
+        default:
+            ppfd_apply(&d);     /* retry a pending policy */
+            break;
+        }
+    }
+    ppf_info("main", "stopped");
+    ppf_policy_free(d.policy);
+    if (pidfile)
+        unlink(pidfile);
+    return 0;
+}
