@@ -53,3 +53,7 @@ EXTRA_DIST += \
 	$(NULL)
 
 dist_man_MANS += docs/ppf-policy.5
+
+# The schema (for editors and CI validators) and the commented example.
+policydatadir = $(pkgdatadir)
+dist_policydata_DATA = schemas/policy.schema.json examples/policy.yaml

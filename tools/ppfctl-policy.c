@@ -136,8 +136,6 @@ policy_show(struct ctl *c, const char *file)
         }
     }
     r = c->json ? ppf_policy_emit_json(p, stdout) : ppf_policy_emit_yaml(p, stdout);
-    if (c->json)
-        fputc('\n', stdout);
     ppf_policy_free(p);
     if (r < 0 || fflush(stdout) != 0) {
         fprintf(stderr, "ppfctl: writing the policy failed: %s\n", strerror(errno));
