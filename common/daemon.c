@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,13 +59,31 @@ ppf_write_pidfile(const char *path)
 }
 
 int
-ppf_daemonize(int *ready_fd)
+ppf_daemonize(int *ready_fd, const char *log_file)
 {
-    int p[2], nul;
+    int p[2], nul, logfd = -1;
     pid_t pid;
     char ok;
 
     *ready_fd = -1;
+    /* once detached, the log goes to a file: keeping the caller's stderr
+     * would hold its pipe open for as long as we run */
+    if (log_file) {
+        char dir[PATH_MAX], *slash;
+
+        snprintf(dir, sizeof dir, "%s", log_file);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            ppf_mkdir_p(dir, 0755);
+        }
+        logfd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (logfd < 0) {
+            ppf_err("main", "cannot open log file %s: %m; choose one with --log-file",
+                    log_file);
+            return -1;
+        }
+    }
     if (pipe2(p, O_CLOEXEC) < 0) {
         ppf_err("main", "pipe: %m");
         return -1;
@@ -84,8 +103,11 @@ ppf_daemonize(int *ready_fd)
     if (nul >= 0) {
         dup2(nul, STDIN_FILENO);
         dup2(nul, STDOUT_FILENO);
+        dup2(logfd >= 0 ? logfd : nul, STDERR_FILENO);
         close(nul);
     }
+    if (logfd >= 0)
+        close(logfd);
     *ready_fd = p[1];
     return 0;
 }

@@ -15,9 +15,10 @@ int ppf_mkdir_p(const char *path, mode_t mode);
 int ppf_write_pidfile(const char *path);
 /* Forks; the parent waits until the child calls ppf_daemon_ready (exit 0)
  * or dies (exit 1) and never returns.  The child gets a new session,
- * /dev/null as stdin/stdout, and *ready_fd to pass to ppf_daemon_ready.
+ * /dev/null as stdin/stdout, stderr appended to log_file (created with its
+ * directory; NULL: /dev/null), and *ready_fd to pass to ppf_daemon_ready.
  * Returns 0 in the child or -1 (reported). */
-int ppf_daemonize(int *ready_fd);
+int ppf_daemonize(int *ready_fd, const char *log_file);
 /* Tells the waiting parent that we are serving; closes ready_fd.  A
  * negative fd (foreground) is ignored. */
 void ppf_daemon_ready(int ready_fd);

@@ -53,6 +53,7 @@ usage(FILE *fp)
 "  --dev PATH            device socket to create (default " PPF_DEFAULT_EMU_PATH ")\n"
 "  --state-dir DIR       where learned state is kept (default " DEFAULT_STATE_DIR ")\n"
 "  --foreground          do not daemonize; log to stderr\n"
+"  --log-file FILE       where to log once detached (default /var/log/ppf/ppf-peripheral.log)\n"
 "  --pidfile FILE        write the pid here once clients can attach\n"
 "  --exit-with-parent    stop when the parent process exits (implies --foreground)\n"
 "  --queues N            queue pairs, admin pair included (2..64, default 17)\n"
@@ -82,13 +83,14 @@ bad_option(const char *opt, const char *val, const char *expect)
 int
 main(int argc, char **argv)
 {
-    enum { OPT_DEV = 256, OPT_STATE, OPT_FG, OPT_PID, OPT_EWP, OPT_QUEUES, OPT_QSIZE,
+    enum { OPT_DEV = 256, OPT_STATE, OPT_FG, OPT_LOGFILE, OPT_PID, OPT_EWP, OPT_QUEUES, OPT_QSIZE,
            OPT_SLOTS, OPT_SLOTSIZE, OPT_POLL, OPT_GROUP, OPT_EMU, OPT_LOG };
     static const struct option opts[] = {
         { "emulate", no_argument, NULL, OPT_EMU },
         { "dev", required_argument, NULL, OPT_DEV },
         { "state-dir", required_argument, NULL, OPT_STATE },
         { "foreground", no_argument, NULL, OPT_FG },
+        { "log-file", required_argument, NULL, OPT_LOGFILE },
         { "pidfile", required_argument, NULL, OPT_PID },
         { "exit-with-parent", no_argument, NULL, OPT_EWP },
         { "queues", required_argument, NULL, OPT_QUEUES },
@@ -104,6 +106,7 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *dev_path = PPF_DEFAULT_EMU_PATH, *state_dir = DEFAULT_STATE_DIR;
+    const char *log_file = "/var/log/ppf/ppf-peripheral.log";
     const char *pidfile = NULL, *group = DEFAULT_GROUP;
     int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, c;
     struct ppf_core_config cfg;
@@ -131,6 +134,7 @@ main(int argc, char **argv)
             state_dir = optarg;
             break;
         case OPT_FG: foreground = 1; break;
+        case OPT_LOGFILE: log_file = optarg; break;
         case OPT_PID: pidfile = optarg; break;
         case OPT_EWP: exit_with_parent = foreground = 1; break;
         case OPT_QUEUES:
@@ -197,7 +201,7 @@ main(int argc, char **argv)
     }
 
     /* Daemonize before creating threads; the parent exits once we are ready. */
-    if (!foreground && ppf_daemonize(&ready_fd) < 0)
+    if (!foreground && ppf_daemonize(&ready_fd, log_file) < 0)
         return 1;
 
     cfg.features = PPF_FEAT_EMULATED | PPF_FEAT_FUTEX_IRQ;

@@ -44,7 +44,8 @@ usage(FILE *fp)
 "\n"
 "  -p, --policy FILE     the YAML policy (default " DEFAULT_POLICY ")\n"
 "  -d, --device SPEC     the peripheral: auto (default), emu:PATH, uio:/dev/uioN\n"
-"  --foreground          do not detach\n"
+"  --foreground          do not detach; log to stderr\n"
+"  --log-file FILE       where to log once detached (default /var/log/ppf/ppfd.log)\n"
 "  --pidfile FILE        write the pid here once running\n"
 "  --exit-with-parent    stop when the parent process exits (implies --foreground)\n"
 "  --log-level LEVEL     error, warn, info or debug (default info)\n"
@@ -133,11 +134,12 @@ ppfd_apply(struct ppfd *d)
 int
 main(int argc, char **argv)
 {
-    enum { OPT_FG = 256, OPT_PID, OPT_EWP, OPT_LOG };
+    enum { OPT_FG, OPT_LOGFILE = 256, OPT_PID, OPT_EWP, OPT_LOG };
     static const struct option opts[] = {
         { "policy", required_argument, NULL, 'p' },
         { "device", required_argument, NULL, 'd' },
         { "foreground", no_argument, NULL, OPT_FG },
+        { "log-file", required_argument, NULL, OPT_LOGFILE },
         { "pidfile", required_argument, NULL, OPT_PID },
         { "exit-with-parent", no_argument, NULL, OPT_EWP },
         { "log-level", required_argument, NULL, OPT_LOG },
@@ -147,6 +149,7 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct ppfd d = { .device = NULL, .policy_file = DEFAULT_POLICY };
+    const char *log_file = "/var/log/ppf/ppfd.log";
     const char *pidfile = NULL;
     int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, o, ready_fd = -1;
     pid_t parent = getppid();
@@ -158,6 +161,7 @@ main(int argc, char **argv)
         case 'p': d.policy_file = optarg; break;
         case 'd': d.device = optarg; break;
         case OPT_FG: foreground = 1; break;
+        case OPT_LOGFILE: log_file = optarg; break;
         case OPT_PID: pidfile = optarg; break;
         case OPT_EWP: exit_with_parent = foreground = 1; break;
         case OPT_LOG:
@@ -180,7 +184,7 @@ main(int argc, char **argv)
     /* an invalid policy at start is an error the starting command sees */
     if (ppfd_read_policy(&d, 1) < 0)
         return 1;
-    if (!foreground && ppf_daemonize(&ready_fd) < 0)
+    if (!foreground && ppf_daemonize(&ready_fd, log_file) < 0)
         return 1;
 
     sigemptyset(&set);

@@ -43,6 +43,8 @@ fi
 
 say "ppfctl status"
 ppfctl status
+say "ppfctl policy show (the policy in force, defaults filled in; first lines)"
+ppfctl policy show | head -20
 say "ppfctl nop --count 10000 (command round trips through the device window)"
 ppfctl nop --count 10000
 
