@@ -183,6 +183,7 @@ static const char *const status_names[PPF_SC__MAX] = {
     [PPF_SC_INVALID_SQ_TAIL] = "invalid-sq-tail",
     [PPF_SC_CQ_OVERFLOW] = "cq-overflow",
     [PPF_SC_INVALID_CQ_HEAD] = "invalid-cq-head",
+    [PPF_SC_EXISTS] = "exists",
 };
 
 static const char *const status_texts[PPF_SC__MAX] = {
@@ -203,6 +204,7 @@ static const char *const status_texts[PPF_SC__MAX] = {
     [PPF_SC_INVALID_SQ_TAIL] = "queue stopped: submission doorbell out of range",
     [PPF_SC_CQ_OVERFLOW] = "queue stopped: completions were not consumed",
     [PPF_SC_INVALID_CQ_HEAD] = "queue stopped: completion doorbell out of range",
+    [PPF_SC_EXISTS] = "the target already exists",
 };
 
 const char *

@@ -23,7 +23,11 @@ struct core_qp {
     uint16_t phase;
     uint32_t gen;               /* generation of the claim being served */
     int fatal;
+    uint32_t *pending_cap;      /* by cid: out_cap of a command the firmware
+                                 * completes later, PENDING_NONE if none */
 };
+
+#define PENDING_NONE UINT32_MAX
 
 struct ppf_core {
     uint8_t *win;
@@ -139,6 +143,16 @@ ppf_core_new(void *win, uint64_t win_size, const struct ppf_core_config *cfg,
     core->state_dir = strdup(cfg->state_dir ? cfg->state_dir : "");
     core->serial = strdup(cfg->serial ? cfg->serial : "");
     core->scratch = malloc(cfg->slot_size);
+    for (uint32_t q = 0; q < cfg->num_qps && core->scratch; q++) {
+        core->qps[q].pending_cap = malloc(cfg->slots * sizeof(uint32_t));
+        if (!core->qps[q].pending_cap) {
+            free(core->scratch);
+            core->scratch = NULL;
+            break;
+        }
+        for (uint32_t i = 0; i < cfg->slots; i++)
+            core->qps[q].pending_cap[i] = PENDING_NONE;
+    }
     if (!core->state_dir || !core->serial || !core->scratch) {
         ppf_core_free(core);
         fprintf(stderr, "ppf-peripheral: out of memory\n");
@@ -175,6 +189,8 @@ ppf_core_free(struct ppf_core *core)
     free(core->state_dir);
     free(core->serial);
     free(core->scratch);
+    for (uint32_t q = 0; q < PPF_MAX_QPS; q++)
+        free(core->qps[q].pending_cap);
     free(core);
 }
 
@@ -222,6 +238,8 @@ core_qp_reset(struct ppf_core *core, uint32_t q, uint64_t claim)
     qp->cq_tail = 0;
     qp->phase = 1;
     qp->fatal = 0;
+    for (uint32_t i = 0; i < core->cfg.slots; i++)
+        qp->pending_cap[i] = PENDING_NONE;  /* late completions are dropped */
     memset(qp_cq(core, q), 0, (size_t)core->cfg.qsize * sizeof(struct ppf_cqe));
     __atomic_store_n(&qr->sq_tail, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&qr->cq_head, 0, __ATOMIC_RELAXED);
@@ -310,6 +328,8 @@ core_get_stats(struct ppf_core *core, struct ppf_attr_writer *w)
     core->stat[PPF_STAT_QPS_CLAIMED] = core_clients_claimed(core);
     for (unsigned s = 1; s < PPF_STAT__MAX; s++)
         ppf_attr_put_u64(w, (uint16_t)s, __atomic_load_n(&core->stat[s], __ATOMIC_RELAXED));
+    if (core->cmd.stats)
+        core->cmd.stats(core->cmd.opaque, w);
     return w->overflow ? PPF_SC_DATA_TOO_LONG : PPF_SC_SUCCESS;
 }
 
@@ -353,6 +373,11 @@ core_exec(struct ppf_core *core, uint32_t q, const struct ppf_sqe *e)
             w.len = 0;
             sc = core->cmd.exec(core->cmd.opaque, q, e, core->scratch,
                                 qp_slot(core, q, e->cid), &result, &out_len);
+            if ((unsigned)sc == PPF_CORE_PENDING) {
+                /* the firmware completes it later (ppf_core_complete) */
+                core->qps[q].pending_cap[e->cid] = e->out_cap;
+                return;
+            }
             if (out_len > e->out_cap) {
                 sc = PPF_SC_INTERNAL;
                 out_len = 0;
@@ -410,11 +435,44 @@ core_serve_qp(struct ppf_core *core, uint32_t q)
     return done;
 }
 
+uint32_t
+ppf_core_qp_gen(const struct ppf_core *core, uint32_t q)
+{
+    return q < core->cfg.num_qps ? core->qps[q].gen : 0;
+}
+
+int
+ppf_core_complete(struct ppf_core *core, uint32_t q, uint32_t gen, uint16_t cid,
+                  enum ppf_status_code sc, uint32_t result, const void *out, uint32_t out_len)
+{
+    struct core_qp *qp;
+    uint64_t claim;
+
+    if (q >= core->cfg.num_qps || cid >= core->cfg.slots)
+        return -1;
+    qp = &core->qps[q];
+    claim = __atomic_load_n(&qp_regs(core, q)->claim, __ATOMIC_ACQUIRE);
+    if (qp->gen != gen || qp->fatal || qp->pending_cap[cid] == PENDING_NONE ||
+        PPF_CLAIM_STATE(claim) != PPF_CLAIM_CLAIMED || PPF_CLAIM_GEN(claim) != gen)
+        return -1;              /* the pair was released or reset meanwhile */
+    if (out_len > qp->pending_cap[cid]) {
+        sc = PPF_SC_INTERNAL;
+        out_len = 0;
+    }
+    if (out_len)
+        memcpy(qp_slot(core, q, cid), out, out_len);
+    qp->pending_cap[cid] = PENDING_NONE;
+    core_post(core, q, cid, sc, result, out_len);
+    return 0;
+}
+
 unsigned
 ppf_core_poll(struct ppf_core *core)
 {
     unsigned done = 0;
 
+    if (core->cmd.poll)
+        done += core->cmd.poll(core->cmd.opaque);
     for (uint32_t q = 0; q < core->cfg.num_qps; q++)
         done += core_serve_qp(core, q);
     return done;

@@ -46,8 +46,17 @@ struct ppf_core_cmd_ops {
     enum ppf_status_code (*exec)(void *opaque, uint32_t qid, const struct ppf_sqe *e,
                                  const uint8_t *in, uint8_t *out, uint32_t *result,
                                  uint32_t *out_len);
+    /* Called on the core's thread at every poll: completes what finished
+     * (ppf_core_complete); returns how many.  May be NULL. */
+    unsigned (*poll)(void *opaque);
+    /* Appends the firmware's counters to GET_STATS.  May be NULL. */
+    void (*stats)(void *opaque, struct ppf_attr_writer *w);
     void *opaque;
 };
+
+/* exec returns this to complete the command later, from the core's thread,
+ * with ppf_core_complete (never sent to the host). */
+#define PPF_CORE_PENDING 0x7fffu
 
 /* Fills the default geometry: 17 pairs, 64 entries, 32 slots of 64 KiB. */
 void ppf_core_config_default(struct ppf_core_config *cfg);
@@ -74,6 +83,16 @@ void ppf_core_kick(struct ppf_core *core);
 /* Marks every pair claimed by owner for reset (the owner went away). */
 void ppf_core_reclaim_owner(struct ppf_core *core, uint32_t owner);
 void ppf_core_set_cmd_ops(struct ppf_core *core, const struct ppf_core_cmd_ops *ops);
+/* The claim generation pair q is being served under (for completing a
+ * pending command later). */
+uint32_t ppf_core_qp_gen(const struct ppf_core *core, uint32_t q);
+/* Completes a command exec left pending: copies out (out_len bytes, at
+ * most the command's out_cap) into its slot and posts the CQE.  Only from
+ * the core's thread (the poll callback).  Returns -1 and does nothing if
+ * the pair was released or reset since (gen differs). */
+int ppf_core_complete(struct ppf_core *core, uint32_t q, uint32_t gen, uint16_t cid,
+                      enum ppf_status_code sc, uint32_t result, const void *out,
+                      uint32_t out_len);
 void ppf_core_set_clients(struct ppf_core *core, uint32_t n);
 void ppf_core_heartbeat(struct ppf_core *core);
 /* Sets PPF_STS_SHUTDOWN and wakes every sleeping host thread. */

@@ -233,6 +233,7 @@ main(int argc, char **argv)
     }
     fw_ops = ppf_fw_cmd_ops(fw);
     ppf_core_set_cmd_ops(the_core, &fw_ops);
+    ppf_fw_attach(fw, the_core);        /* a broken buffer is reported, not fatal */
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -244,8 +245,8 @@ main(int argc, char **argv)
     if (emu_server_start(srv, the_core) < 0 || (pidfile && ppf_write_pidfile(pidfile) < 0)) {
         ppf_core_shutdown(the_core);
         emu_server_free(srv);
-        ppf_core_free(the_core);
         ppf_fw_free(fw);
+        ppf_core_free(the_core);
         return 1;
     }
     ppf_info("main", "ready: %u queue pairs of %u entries, %u slots of %u bytes; "
@@ -257,8 +258,8 @@ main(int argc, char **argv)
     ppf_info("main", "stopping");
     ppf_core_shutdown(the_core);
     emu_server_free(srv);
+    ppf_fw_free(fw);            /* stops its workers before the core goes */
     ppf_core_free(the_core);
-    ppf_fw_free(fw);
     if (pidfile)
         unlink(pidfile);
     ppf_info("main", "stopped");

@@ -33,6 +33,16 @@ usage(FILE *fp)
 "  policy validate FILE  check a policy file (no peripheral needed)\n"
 "  policy apply FILE   validate, send to the peripheral, which keeps it\n"
 "  policy show [--file FILE]  the policy in force (or FILE's), defaults filled in\n"
+"  prefetch IMAGE [--tenant T] [--priority low|normal|high] [--wait]\n"
+"                      prepare IMAGE in the prefetch buffer (--wait: until ready)\n"
+"  deploy IMAGE --dest PATH [--tenant T] [--mode overlay|copy] [--ephemeral]\n"
+"         [--domain UUID]  create the disk PATH from the buffer (fetching on a miss)\n"
+"  release UUID        unpin what domain UUID's deploys pinned\n"
+"  evict IMAGE [--tenant T]  drop IMAGE from the buffer (admin)\n"
+"  buffer              the buffer's entries: image, tenant, size, state, pins, hits\n"
+"  stats [--prometheus]  deploy and buffer counters, hit ratio\n"
+"  replay TRACE [--policy F] [--algorithm A] [--capacity SIZE] [--bandwidth RATE]\n"
+"         [--baselines lru,belady,oracle] [--plot F.svg]  evaluate the predictor offline\n"
 "  help                show this help\n"
 "\n"
 "Options:\n"
@@ -381,11 +391,25 @@ main(int argc, char **argv)
         r = cmd_nop(&c, argc, argv);
     else if (strcmp(argv[0], "policy") == 0)
         r = cmd_policy(&c, argc, argv);
+    else if (strcmp(argv[0], "prefetch") == 0)
+        r = cmd_prefetch(&c, argc, argv);
+    else if (strcmp(argv[0], "deploy") == 0)
+        r = cmd_deploy(&c, argc, argv);
+    else if (strcmp(argv[0], "release") == 0)
+        r = cmd_release(&c, argc, argv);
+    else if (strcmp(argv[0], "evict") == 0)
+        r = cmd_evict(&c, argc, argv);
+    else if (strcmp(argv[0], "buffer") == 0)
+        r = cmd_buffer(&c, argc, argv);
+    else if (strcmp(argv[0], "stats") == 0)
+        r = cmd_stats(&c, argc, argv);
+    else if (strcmp(argv[0], "replay") == 0)
+        r = cmd_replay(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         r = 0;
     } else
-        return usage_error("unknown command '%s' (commands: status, nop, policy, help)", argv[0]);
+        return usage_error("unknown command '%s' (commands: status, nop, policy, prefetch, deploy, release, evict, buffer, stats, replay, help)", argv[0]);
     ctl_disconnect(&c);
     return r;
 }

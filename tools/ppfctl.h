@@ -24,5 +24,12 @@ int ctl_connect_kind(struct ctl *c, enum ppf_qp_kind kind);
 void ctl_disconnect(struct ctl *c);
 
 int cmd_policy(struct ctl *c, int argc, char **argv);
+int cmd_prefetch(struct ctl *c, int argc, char **argv);
+int cmd_deploy(struct ctl *c, int argc, char **argv);
+int cmd_release(struct ctl *c, int argc, char **argv);
+int cmd_evict(struct ctl *c, int argc, char **argv);
+int cmd_buffer(struct ctl *c, int argc, char **argv);
+int cmd_stats(struct ctl *c, int argc, char **argv);
+int cmd_replay(struct ctl *c, int argc, char **argv);
 
 #endif /* PPF_TOOLS_PPFCTL_H */

@@ -163,6 +163,7 @@ enum ppf_status_code {
     PPF_SC_INVALID_SQ_TAIL = 13,/* queue fatal: doorbell outside the queue */
     PPF_SC_CQ_OVERFLOW = 14,    /* queue fatal: host did not consume completions */
     PPF_SC_INVALID_CQ_HEAD = 15,/* queue fatal: CQ head doorbell outside the queue */
+    PPF_SC_EXISTS = 16,         /* the target exists and is never overwritten */
     PPF_SC__MAX
 };
 
@@ -238,6 +239,55 @@ enum ppf_stat {
     PPF_STAT_OP_IDENTIFY = 14,
     PPF_STAT_OP_GET_STATS = 15,
     PPF_STAT__MAX
+};
+
+/* §5.6 Prefetch buffer and deploy (PREFETCH, DEPLOY, RELEASE, EVICT,
+ * BUFFER_LIST): attributes of their payloads.  Names are checked by the
+ * device: an image or tenant name is 1..255 bytes of [A-Za-z0-9._-], not
+ * starting with '.' (never a path); a domain is a UUID (36 chars); a target
+ * is an absolute path under a directory the policy allows. */
+enum ppf_buffer_attr {
+    PPF_A_IMAGE = 1,            /* str: image name (the store holds NAME.ppfi) */
+    PPF_A_TENANT = 2,           /* str: tenant; absent = "default" */
+    PPF_A_PRIORITY = 3,         /* u32: PPF_PRIO_* (policy order: 0 low .. 2 high) */
+    PPF_A_DOMAIN = 4,           /* str: domain UUID */
+    PPF_A_TARGET = 5,           /* str: absolute path of the disk to create */
+    PPF_A_MODE = 6,             /* u32: PPF_DEPLOY_OVERLAY 0, PPF_DEPLOY_COPY 1 */
+    PPF_A_EPHEMERAL = 7,        /* u32: 1 = the target may be replaced */
+    /* BUFFER_LIST output, one group per entry, each starting with IMAGE */
+    PPF_A_SIZE = 16,            /* u64: logical size in bytes */
+    PPF_A_STATE = 17,           /* u32: PPF_ENTRY_* */
+    PPF_A_PINS = 18,            /* u32: domains and disks holding it */
+    PPF_A_HITS = 19,            /* u64: deploys served from it */
+    PPF_A_DONE = 20,            /* u64: bytes prepared so far (in flight) */
+    PPF_A_PUBLIC = 21,          /* u32: 1 = unencrypted, shared by all tenants */
+    PPF_A_PATH = 22,            /* str: the prepared file (read-only base) */
+    PPF_A_DIGEST = 23,          /* str: content digest, hex */
+    /* DEPLOY output */
+    PPF_A_OUTCOME = 32,         /* u32: PPF_OUTCOME_* */
+    PPF_A_WAIT_US = 33,         /* u64: time from DEPLOY to target ready */
+};
+
+enum ppf_entry_state { PPF_ENTRY_INFLIGHT = 1, PPF_ENTRY_READY = 2, PPF_ENTRY_FAILED = 3 };
+enum ppf_deploy_outcome { PPF_OUTCOME_HIT = 0, PPF_OUTCOME_INFLIGHT = 1, PPF_OUTCOME_MISS = 2 };
+
+/* §5.6 counters of the prefetch buffer, in GET_STATS after the core's. */
+enum ppf_fw_stat {
+    PPF_STAT_DEPLOYS = 32,      /* DEPLOY commands completed successfully */
+    PPF_STAT_HITS = 33,         /* ... served from a prepared entry */
+    PPF_STAT_INFLIGHT_HITS = 34,/* ... that waited for a prefetch in flight */
+    PPF_STAT_MISSES = 35,       /* ... that had to fetch */
+    PPF_STAT_DEPLOY_ERRORS = 36,
+    PPF_STAT_PREFETCHES = 37,   /* prefetches finished */
+    PPF_STAT_PREFETCH_BYTES = 38,
+    PPF_STAT_DEMAND_BYTES = 39, /* prepared for misses */
+    PPF_STAT_FETCH_ERRORS = 40,
+    PPF_STAT_EVICTIONS = 41,
+    PPF_STAT_WASTED_BYTES = 42, /* prefetched, then evicted unused */
+    PPF_STAT_BUFFER_USED = 43,  /* bytes charged now */
+    PPF_STAT_BUFFER_CAPACITY = 44,
+    PPF_STAT_BUFFER_ENTRIES = 45,
+    PPF_STAT_FW__MAX
 };
 
 /* §7 Emulated transport: the message a client receives on connecting to

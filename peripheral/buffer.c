@@ -1,0 +1,1444 @@
+/* The prefetch buffer (see buffer.h).  The core's thread owns every entry
+ * and all bookkeeping; worker threads only run jobs (prepare an image,
+ * make a copy) handed to them through a queue, and hand results back
+ * through a second queue that ppf_buffer_poll drains.  A deploy waiting for
+ * an image in flight is a waiter on its entry: nothing is fetched twice.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "image/image.h"
+#include "peripheral/buffer.h"
+#include "peripheral/bufmodel.h"
+#include "peripheral/materialize.h"
+
+#define PUBLIC_OWNER "@public"
+#define MAX_WORKERS 16
+#define META_MAGIC "ppf-buffer-entry 1"
+
+struct waiter {
+    struct waiter *next;
+    uint32_t q, gen;
+    uint16_t cid;
+    uint64_t start_ns;
+    int outcome;                /* PPF_OUTCOME_* */
+    int mode, ephemeral;
+    char domain[40];
+    char target[PATH_MAX];
+};
+
+enum job_kind { JOB_PREPARE, JOB_COPY };
+
+struct entry {
+    char image[256];
+    char owner[256];            /* tenant name or PUBLIC_OWNER */
+    uint32_t id;                /* bufmodel id */
+    char path[PATH_MAX];        /* the .raw */
+    uint64_t size;
+    char digest[2 * PPF_IMG_DIGEST_SIZE + 1];
+    int state;                  /* PPF_ENTRY_* */
+    uint64_t done;              /* bytes prepared (atomic: written by a worker) */
+    int cancel;                 /* raised by the core, read by the worker */
+    bool prefetched, running;
+    uint32_t pins;              /* domains using it */
+    uint32_t refs;              /* overlay disks based on it */
+    uint64_t hits;
+    struct waiter *waiters;
+};
+
+struct job {
+    struct job *next;
+    enum job_kind kind;
+    int prio;                   /* higher first; deploys are 3 */
+    struct entry *e;            /* PREPARE */
+    struct ppf_img *img;        /* PREPARE: opened by the core thread */
+    struct waiter *w;           /* COPY: the deploy to finish */
+    char src[PATH_MAX];         /* COPY */
+    /* results */
+    int ok;
+    char err[512];
+};
+
+struct ppf_buffer {
+    struct ppf_policy *policy;  /* our copy of what matters: decoded again */
+    char root[3072];            /* buffer.path; room left for entries/OWNER/IMAGE */
+    struct ppf_bufmodel *model;
+    struct entry **entries;     /* by bufmodel id - 1 */
+    uint32_t nentries, cap_entries;
+    uint32_t next_id;
+    /* workers */
+    pthread_t workers[MAX_WORKERS];
+    unsigned nworkers;
+    unsigned threads_per_job;
+    pthread_mutex_t lock;       /* protects the two queues and stopping */
+    pthread_cond_t cond;
+    struct job *todo, *finished;
+    int stopping;
+    void (*kick)(void *);
+    void *kick_ctx;
+    /* counters (PPF_STAT_* - 32) */
+    uint64_t stat[PPF_STAT_FW__MAX - PPF_STAT_DEPLOYS];
+};
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double
+now_s(void)
+{
+    return (double)now_ns() / 1e9;
+}
+
+static void
+stat_add(struct ppf_buffer *b, enum ppf_fw_stat s, uint64_t n)
+{
+    b->stat[s - PPF_STAT_DEPLOYS] += n;
+}
+
+int
+ppf_buffer_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 255 || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* --- entries ----------------------------------------------------------- */
+
+static struct entry *
+entry_find(struct ppf_buffer *b, const char *image, const char *owner)
+{
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+        if (e && strcmp(e->image, image) == 0 && strcmp(e->owner, owner) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static uint32_t
+tenant_id(const struct ppf_buffer *b, const char *owner)
+{
+    if (strcmp(owner, PUBLIC_OWNER) == 0)
+        return PPF_BUF_PUBLIC;
+    for (size_t i = 0; i < b->policy->ntenants; i++)
+        if (strcmp(b->policy->tenants[i].name, owner) == 0)
+            return (uint32_t)i + 1;
+    return 0;                   /* a tenant no longer in the policy */
+}
+
+static int
+entry_slot(struct ppf_buffer *b, struct entry *e)
+{
+    if (b->next_id >= b->cap_entries) {
+        uint32_t cap = b->cap_entries ? b->cap_entries * 2 : 64;
+        struct entry **v = realloc(b->entries, cap * sizeof *v);
+
+        if (!v)
+            return -1;
+        memset(v + b->cap_entries, 0, (cap - b->cap_entries) * sizeof *v);
+        b->entries = v;
+        b->cap_entries = cap;
+    }
+    e->id = ++b->next_id;
+    b->entries[e->id - 1] = e;
+    if (e->id > b->nentries)
+        b->nentries = e->id;
+    return 0;
+}
+
+static struct entry *
+entry_by_id(struct ppf_buffer *b, uint32_t id)
+{
+    return id >= 1 && id <= b->nentries ? b->entries[id - 1] : NULL;
+}
+
+static void
+entry_paths(const struct ppf_buffer *b, const char *owner, const char *image, char *raw,
+            char *meta)
+{
+    if (raw)
+        snprintf(raw, PATH_MAX, "%s/entries/%s/%s.raw", b->root, owner, image);
+    if (meta)
+        snprintf(meta, PATH_MAX, "%s/entries/%s/%s.meta", b->root, owner, image);
+}
+
+/* Forgets an entry and deletes its files (meta first: a .raw without a
+ * .meta is partial and goes at the next open anyway). */
+static void
+entry_drop(struct ppf_buffer *b, struct entry *e, int delete_files)
+{
+    char meta[PATH_MAX];
+
+    if (delete_files) {
+        entry_paths(b, e->owner, e->image, NULL, meta);
+        unlink(meta);
+        unlink(e->path);
+    }
+    b->entries[e->id - 1] = NULL;
+    free(e);
+}
+
+static void
+model_evicted(void *ctx, const struct ppf_buf_entry *me, double now)
+{
+    struct ppf_buffer *b = ctx;
+    struct entry *e = entry_by_id(b, me->image);
+
+    if (!e)
+        return;
+    if (e->state != PPF_ENTRY_READY) {     /* a failed preparation going away */
+        entry_drop(b, e, 1);
+        return;
+    }
+    ppf_info("buffer", "evicted %s for %s (%" PRIu64 " bytes, %s)", e->image, e->owner,
+             e->size, me->used ? "used" : "never used");
+    stat_add(b, PPF_STAT_EVICTIONS, 1);
+    if (me->prefetched && !me->used)
+        stat_add(b, PPF_STAT_WASTED_BYTES, e->size);
+    entry_drop(b, e, 1);
+}
+
+static int
+meta_write(struct ppf_buffer *b, const struct entry *e)
+{
+    char meta[PATH_MAX], tmp[PATH_MAX + 16];
+    FILE *fp;
+    int fd, r = 0;
+
+    entry_paths(b, e->owner, e->image, NULL, meta);
+    snprintf(tmp, sizeof tmp, "%s.tmp", meta);
+    fp = fopen(tmp, "we");
+    if (!fp)
+        return -1;
+    fprintf(fp, "%s\nimage %s\nowner %s\nsize %" PRIu64 "\ndigest %s\nprefetched %d\n",
+            META_MAGIC, e->image, e->owner, e->size, e->digest, e->prefetched);
+    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
+        r = -1;
+    if (fclose(fp) != 0)
+        r = -1;
+    if (r == 0 && rename(tmp, meta) < 0)
+        r = -1;
+    if (r < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    snprintf(tmp, sizeof tmp, "%s/entries/%s", b->root, e->owner);
+    fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+/* Reads a .meta; 0 and e filled, or -1 (not a valid record). */
+static int
+meta_read(const char *path, struct entry *e)
+{
+    char line[1024];
+    FILE *fp = fopen(path, "re");
+    int n = 0;
+
+    if (!fp)
+        return -1;
+    if (!fgets(line, sizeof line, fp) || strncmp(line, META_MAGIC, strlen(META_MAGIC)) != 0) {
+        fclose(fp);
+        return -1;
+    }
+    while (fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (sscanf(line, "image %255s", e->image) == 1 ||
+            sscanf(line, "owner %255s", e->owner) == 1 ||
+            sscanf(line, "size %" SCNu64, &e->size) == 1 ||
+            sscanf(line, "digest %64s", e->digest) == 1)
+            n++;
+        else {
+            int p;
+            if (sscanf(line, "prefetched %d", &p) == 1)
+                e->prefetched = p != 0;
+        }
+    }
+    fclose(fp);
+    return n == 4 && ppf_buffer_name_ok(e->image) ? 0 : -1;
+}
+
+/* --- loading the index at open ------------------------------------------ */
+
+static void
+load_owner_dir(struct ppf_buffer *b, const char *owner)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 300], raw[PATH_MAX];
+    struct dirent *de;
+    struct stat st;
+    DIR *d;
+
+    snprintf(dir, sizeof dir, "%s/entries/%s", b->root, owner);
+    d = opendir(dir);
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        size_t len = strlen(n);
+        struct entry *e;
+
+        if (n[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, n);
+        if (strstr(n, ".tmp")) {            /* partial: a crash mid-write */
+            ppf_info("buffer", "removing partial file %s", path);
+            unlink(path);
+            continue;
+        }
+        if (len > 4 && strcmp(n + len - 4, ".raw") == 0) {
+            char meta[PATH_MAX + 300];
+            snprintf(meta, sizeof meta, "%.*s.meta", (int)(strlen(path) - 4), path);
+            if (access(meta, F_OK) < 0) {
+                ppf_info("buffer", "removing %s: never finished", path);
+                unlink(path);
+            }
+            continue;
+        }
+        if (len <= 5 || strcmp(n + len - 5, ".meta") != 0)
+            continue;
+        e = calloc(1, sizeof *e);
+        if (!e)
+            break;
+        if (meta_read(path, e) < 0 || strcmp(e->owner, owner) != 0) {
+            ppf_warn("buffer", "%s is not a valid entry record; removing it", path);
+            unlink(path);
+            free(e);
+            continue;
+        }
+        entry_paths(b, owner, e->image, raw, NULL);
+        if (stat(raw, &st) < 0 || (uint64_t)st.st_size != e->size) {
+            ppf_warn("buffer", "%s: its disk is missing or has the wrong size; removing "
+                     "the entry", path);
+            unlink(path);
+            unlink(raw);
+            free(e);
+            continue;
+        }
+        snprintf(e->path, sizeof e->path, "%s", raw);
+        e->state = PPF_ENTRY_READY;
+        if (entry_slot(b, e) < 0 ||
+            ppf_bufmodel_admit(b->model, e->id, tenant_id(b, owner), e->size ? e->size : 1,
+                               e->prefetched, INFINITY, now_s()) < 0) {
+            ppf_warn("buffer", "%s does not fit the buffer's capacity any more; removing it",
+                     raw);
+            if (e->id)
+                entry_drop(b, e, 1);
+            else
+                free(e);
+            continue;
+        }
+        ppf_bufmodel_ready(b->model, e->id, now_s());
+    }
+    closedir(d);
+}
+
+/* Pins and overlay references: a ref whose disk is gone or no longer uses
+ * the base is dropped; the others pin their entry. */
+static void
+load_refs(struct ppf_buffer *b)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 300], line[PATH_MAX + 16];
+    char target[PATH_MAX + 16], owner[256], image[256], backing[1024];
+    struct dirent *de;
+    DIR *d;
+
+    for (int kind = 0; kind < 2; kind++) {
+        snprintf(dir, sizeof dir, "%s/%s", b->root, kind ? "refs" : "pins");
+        d = opendir(dir);
+        if (!d)
+            continue;
+        while ((de = readdir(d)) != NULL) {
+            FILE *fp;
+            int keep = 0;
+
+            if (de->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            fp = fopen(path, "re");
+            if (!fp)
+                continue;
+            target[0] = '\0';
+            while (fgets(line, sizeof line, fp)) {
+                struct entry *e;
+
+                line[strcspn(line, "\n")] = '\0';
+                if (strncmp(line, "target ", 7) == 0) {
+                    snprintf(target, sizeof target, "%s", line + 7);
+                    continue;
+                }
+                if (sscanf(line, "entry %255[^/]/%255s", owner, image) != 2)
+                    continue;
+                e = entry_find(b, image, owner);
+                if (!e)
+                    continue;
+                if (kind && (!target[0] ||
+                             ppf_qcow2_backing_file(target, backing, sizeof backing) != 1 ||
+                             strcmp(backing, e->path) != 0))
+                    continue;           /* the disk is gone or rebased */
+                if (kind)
+                    e->refs++;
+                else
+                    e->pins++;
+                ppf_bufmodel_pin(b->model, e->id, true);
+                keep = 1;
+            }
+            fclose(fp);
+            if (!keep)
+                unlink(path);
+        }
+        closedir(d);
+    }
+}
+
+static int
+mkdirs(const char *root)
+{
+    char p[PATH_MAX + 16];
+    static const char *const sub[] = { "", "/entries", "/entries/" PUBLIC_OWNER, "/pins",
+                                       "/refs" };
+
+    for (size_t i = 0; i < sizeof sub / sizeof *sub; i++) {
+        snprintf(p, sizeof p, "%s%s", root, sub[i]);
+        if (i == 0) {
+            /* parents too */
+            for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                    *s = '\0';
+                    mkdir(p, 0755);
+                    *s = '/';
+                }
+        }
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+load_index(struct ppf_buffer *b)
+{
+    char dir[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(dir, sizeof dir, "%s/entries", b->root);
+    d = opendir(dir);
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            load_owner_dir(b, de->d_name);
+    closedir(d);
+    load_refs(b);
+}
+
+/* --- workers --------------------------------------------------------------- */
+
+struct progress_ctx {
+    struct entry *e;
+    uint64_t start_ns;
+    uint64_t bandwidth;         /* bytes/s, 0 = unlimited */
+};
+
+static void
+job_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    struct progress_ctx *p = opaque;
+
+    __atomic_store_n(&p->e->done, done, __ATOMIC_RELAXED);
+    if (p->bandwidth) {
+        /* keep the average at or below the bandwidth */
+        double want = (double)done / (double)p->bandwidth;
+        double spent = (double)(now_ns() - p->start_ns) / 1e9;
+        if (want > spent) {
+            double d = want - spent;
+            struct timespec ts;
+            if (d > 1.0)
+                d = 1.0;
+            ts.tv_sec = (time_t)d;
+            ts.tv_nsec = (long)((d - (double)ts.tv_sec) * 1e9);
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void
+job_run(struct ppf_buffer *b, struct job *j, unsigned threads, uint64_t bandwidth)
+{
+    struct ppf_img_err err = { 0 };
+
+    if (j->kind == JOB_PREPARE) {
+        struct progress_ctx pc = { .e = j->e, .start_ns = now_ns(), .bandwidth = bandwidth };
+        struct ppf_img_unpack_opts o = { .threads = threads, .format = PPF_IMG_FORMAT_RAW,
+                                         .progress = job_progress, .opaque = &pc,
+                                         .cancel = &j->e->cancel };
+
+        j->ok = ppf_img_unpack(j->img, j->e->path, &o, &err) == 0;
+        if (!j->ok)
+            snprintf(j->err, sizeof j->err, "%s", err.msg);
+    } else {
+        struct ppf_target t;
+        const char *dirs[1] = { "/" };
+
+        /* the target was checked when the deploy came in; resolve again
+         * under its own parent so nothing can have been swapped */
+        j->ok = 0;
+        if (ppf_target_resolve(j->w->target, dirs, 1, &t, j->err, sizeof j->err) == 0) {
+            j->ok = ppf_copy_create(&t, j->src, j->w->ephemeral, 0600, j->err,
+                                    sizeof j->err) == 0;
+            ppf_target_close(&t);
+        }
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct ppf_buffer *b = arg;
+
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        struct job *j, **pp, **best = NULL;
+        unsigned threads;
+        uint64_t bw;
+
+        while (!b->stopping && !b->todo)
+            pthread_cond_wait(&b->cond, &b->lock);
+        if (b->stopping)
+            break;
+        /* highest priority first, oldest first among equals */
+        for (pp = &b->todo; *pp; pp = &(*pp)->next)
+            if (!best || (*pp)->prio > (*best)->prio)
+                best = pp;
+        j = *best;
+        *best = j->next;
+        threads = b->threads_per_job;
+        bw = j->prio >= 3 ? 0 : b->policy->prefetch.bandwidth;
+        pthread_mutex_unlock(&b->lock);
+
+        job_run(b, j, threads, bw);
+
+        pthread_mutex_lock(&b->lock);
+        j->next = b->finished;
+        b->finished = j;
+        if (b->kick)
+            b->kick(b->kick_ctx);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static void
+job_queue(struct ppf_buffer *b, struct job *j)
+{
+    pthread_mutex_lock(&b->lock);
+    j->next = b->todo;
+    b->todo = j;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static int
+workers_start(struct ppf_buffer *b)
+{
+    unsigned n = b->policy->prefetch.concurrent;
+
+    if (n < 1)
+        n = 1;
+    if (n > MAX_WORKERS)
+        n = MAX_WORKERS;
+    b->threads_per_job = b->policy->prefetch.workers / n;
+    if (b->threads_per_job < 1)
+        b->threads_per_job = 1;
+    for (b->nworkers = 0; b->nworkers < n; b->nworkers++)
+        if (pthread_create(&b->workers[b->nworkers], NULL, worker_main, b) != 0)
+            break;
+    return b->nworkers ? 0 : -1;
+}
+
+static void
+workers_stop(struct ppf_buffer *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i])
+            __atomic_store_n(&b->entries[i]->cancel, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    for (unsigned i = 0; i < b->nworkers; i++)
+        pthread_join(b->workers[i], NULL);
+    b->nworkers = 0;
+    b->stopping = 0;
+}
+
+/* --- open / free / reconfigure ----------------------------------------------- */
+
+static int
+policy_copy(const struct ppf_policy *p, struct ppf_policy **out)
+{
+    uint8_t *blob = malloc(PPF_POLICY_MAX_ENCODED);
+    char err[256];
+    size_t len;
+    int r = -1;
+
+    *out = NULL;
+    if (blob && ppf_policy_encode(p, blob, PPF_POLICY_MAX_ENCODED, &len) == 0 &&
+        ppf_policy_decode(blob, len, out, err, sizeof err) == 0)
+        r = 0;
+    free(blob);
+    return r;
+}
+
+static int
+model_setup(struct ppf_buffer *b)
+{
+    struct ppf_bufmodel_config mc = { .capacity = b->policy->buffer.capacity,
+                                      .eviction = b->policy->buffer.eviction,
+                                      .revalue_interval = 0 };
+
+    b->model = ppf_bufmodel_new(&mc);
+    if (!b->model)
+        return -1;
+    ppf_bufmodel_set_callbacks(b->model, NULL, model_evicted, b);
+    for (size_t i = 0; i < b->policy->ntenants; i++)
+        if (ppf_bufmodel_set_quota(b->model, (uint32_t)i + 1, b->policy->tenants[i].quota) < 0)
+            return -1;
+    return 0;
+}
+
+static void
+buffer_close_state(struct ppf_buffer *b)
+{
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i]) {
+            for (struct waiter *w = b->entries[i]->waiters, *n; w; w = n) {
+                n = w->next;
+                free(w);
+            }
+            free(b->entries[i]);
+        }
+    free(b->entries);
+    b->entries = NULL;
+    b->nentries = b->cap_entries = b->next_id = 0;
+    ppf_bufmodel_free(b->model);
+    b->model = NULL;
+}
+
+static int
+buffer_load(struct ppf_buffer *b)
+{
+    if (strlen(b->policy->buffer.path) >= sizeof b->root) {
+        ppf_err("buffer", "buffer.path is longer than %zu bytes; choose a shorter one",
+                sizeof b->root - 1);
+        return -1;
+    }
+    snprintf(b->root, sizeof b->root, "%s", b->policy->buffer.path);
+    if (mkdirs(b->root) < 0) {
+        ppf_err("buffer", "cannot create the buffer in %s: %m; set buffer.path in the "
+                "policy to a writable directory", b->root);
+        return -1;
+    }
+    if (model_setup(b) < 0) {
+        ppf_err("buffer", "out of memory");
+        return -1;
+    }
+    load_index(b);
+    ppf_info("buffer", "%s: %u entries, %" PRIu64 " of %" PRIu64 " bytes", b->root,
+             b->next_id, ppf_bufmodel_capacity(b->model) - ppf_bufmodel_free_bytes(b->model),
+             ppf_bufmodel_capacity(b->model));
+    return 0;
+}
+
+/* Until a policy is applied, the buffer lives in the state directory
+ * (the defaults coincide for the default state directory), so a test's or
+ * a second peripheral's buffer never lands in /var/lib/ppf. */
+static int
+buffer_default_path(struct ppf_buffer *b, const char *state_dir)
+{
+    char *p;
+
+    if (!state_dir)
+        return 0;
+    if (asprintf(&p, "%s/buffer", state_dir) < 0)
+        return -1;
+    free(b->policy->buffer.path);
+    b->policy->buffer.path = p;
+    return 0;
+}
+
+int
+ppf_buffer_open(const struct ppf_policy *p, const char *state_dir, void (*kick)(void *),
+                void *kick_ctx, struct ppf_buffer **out)
+{
+    struct ppf_buffer *b = calloc(1, sizeof *b);
+
+    *out = NULL;
+    if (!b)
+        return -1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->kick = kick;
+    b->kick_ctx = kick_ctx;
+    if (policy_copy(p, &b->policy) < 0 || buffer_default_path(b, state_dir) < 0 ||
+        buffer_load(b) < 0 || workers_start(b) < 0) {
+        ppf_buffer_free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
+void
+ppf_buffer_free(struct ppf_buffer *b)
+{
+    if (!b)
+        return;
+    workers_stop(b);
+    for (struct job *j = b->todo, *n; j; j = n) {
+        n = j->next;
+        ppf_img_close(j->img);
+        free(j);
+    }
+    for (struct job *j = b->finished, *n; j; j = n) {
+        n = j->next;
+        ppf_img_close(j->img);
+        free(j->w);
+        free(j);
+    }
+    buffer_close_state(b);
+    ppf_policy_free(b->policy);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}
+
+int
+ppf_buffer_reconfigure(struct ppf_buffer *b, const struct ppf_policy *p)
+{
+    struct ppf_policy *np;
+
+    if (policy_copy(p, &np) < 0)
+        return -1;
+    workers_stop(b);
+    /* jobs queued or finished belong to the old state: fail them cleanly
+     * by dropping them (their deploys get no completion: the host times
+     * out; a policy change mid-deploy is rare) */
+    for (struct job *j = b->todo, *n; j; j = n) {
+        n = j->next;
+        ppf_img_close(j->img);
+        free(j);
+    }
+    b->todo = NULL;
+    buffer_close_state(b);
+    ppf_policy_free(b->policy);
+    b->policy = np;
+    if (buffer_load(b) < 0 || workers_start(b) < 0)
+        return -1;
+    return 0;
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+static const struct ppf_policy_tenant *
+find_tenant(const struct ppf_buffer *b, const char *name)
+{
+    return ppf_policy_find_tenant(b->policy, name);
+}
+
+/* Opens image from the first store that has it.  0 and *img, or a status
+ * with msg set. */
+static enum ppf_status_code
+open_image(struct ppf_buffer *b, const char *image, const struct ppf_policy_tenant *t,
+           struct ppf_img **img, char *msg, size_t msglen)
+{
+    uint8_t key[PPF_IMG_KEY_SIZE];
+    struct ppf_img_err err = { 0 };
+    int have_key = 0;
+    enum ppf_status_code sc = PPF_SC_NOT_FOUND;
+
+    *img = NULL;
+    if (t->keyfile) {
+        if (ppf_img_key_load(t->keyfile, key, &err) < 0) {
+            snprintf(msg, msglen, "tenant %s: %s", t->name, err.msg);
+            return PPF_SC_PERMISSION;
+        }
+        have_key = 1;
+    }
+    snprintf(msg, msglen, "image %s is in none of the policy's stores", image);
+    for (size_t i = 0; i < b->policy->nstores; i++) {
+        const struct ppf_policy_store *s = &b->policy->stores[i];
+        struct ppf_img_open_opts o = { .ca_file = s->ca_file, .pinned_pubkey = s->pinned_cert };
+        char src[PATH_MAX + 300];
+
+        snprintf(src, sizeof src, "%s/%s.ppfi", s->url, image);
+        if (strncmp(s->url, "file://", 7) == 0 && access(src + 7, F_OK) < 0)
+            continue;
+        if (ppf_img_open(src, have_key ? key : NULL, &o, img, &err) == 0) {
+            sc = PPF_SC_SUCCESS;
+            break;
+        }
+        if (!have_key) {
+            struct ppf_img_info info;
+            struct ppf_img *probe;
+            o.allow_no_key = 1;
+            if (ppf_img_open(src, NULL, &o, &probe, &err) == 0) {
+                ppf_img_info(probe, &info);
+                ppf_img_close(probe);
+                if (info.encrypted) {
+                    snprintf(msg, msglen, "image %s is encrypted and tenant %s has no "
+                             "keyfile; deploy it for the tenant whose key opens it, or set "
+                             "tenants.%s.keyfile in the policy", image, t->name, t->name);
+                    return PPF_SC_PERMISSION;
+                }
+            }
+        }
+        snprintf(msg, msglen, "%s", err.msg);
+        sc = err.code == PPF_IMG_EBAD ? PPF_SC_PERMISSION : PPF_SC_INTERNAL;
+        if (err.code == PPF_IMG_EBAD)
+            break;              /* found, but bad or the wrong key */
+    }
+    if (have_key)
+        ppf_img_wipe(key, sizeof key);
+    return sc;
+}
+
+/* Finds the entry serving (image, tenant): the tenant's own or the
+ * public one. */
+static struct entry *
+lookup(struct ppf_buffer *b, const char *image, const char *tenant)
+{
+    struct entry *e = entry_find(b, image, tenant);
+
+    return e ? e : entry_find(b, image, PUBLIC_OWNER);
+}
+
+/* Starts preparing image for tenant: opens it, makes room, queues the job.
+ * *ep is the new in-flight entry. */
+static enum ppf_status_code
+start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_tenant *t,
+              int prio, int deploy, struct entry **ep, char *msg, size_t msglen)
+{
+    struct ppf_img_info info;
+    struct ppf_img *img;
+    struct entry *e;
+    struct job *j;
+    enum ppf_status_code sc;
+    const char *owner;
+
+    *ep = NULL;
+    sc = open_image(b, image, t, &img, msg, msglen);
+    if (sc != PPF_SC_SUCCESS)
+        return sc;
+    ppf_img_info(img, &info);
+    owner = info.encrypted ? t->name : PUBLIC_OWNER;
+    e = entry_find(b, image, owner);
+    if (e) {                    /* under the other name it was already there */
+        ppf_img_close(img);
+        *ep = e;
+        return PPF_SC_SUCCESS;
+    }
+    e = calloc(1, sizeof *e);
+    j = calloc(1, sizeof *j);
+    if (!e || !j || entry_slot(b, e) < 0) {
+        ppf_img_close(img);
+        free(e);
+        free(j);
+        snprintf(msg, msglen, "out of memory");
+        return PPF_SC_INTERNAL;
+    }
+    snprintf(e->image, sizeof e->image, "%s", image);
+    snprintf(e->owner, sizeof e->owner, "%s", owner);
+    entry_paths(b, owner, image, e->path, NULL);
+    e->size = info.size;
+    ppf_img_hex(info.digest, sizeof info.digest, e->digest);
+    e->state = PPF_ENTRY_INFLIGHT;
+    e->prefetched = !deploy;
+    if (ppf_bufmodel_admit(b->model, e->id, tenant_id(b, owner), e->size ? e->size : 1,
+                           !deploy, INFINITY, now_s()) < 0) {
+        snprintf(msg, msglen, "no room for %s (%" PRIu64 " bytes) in the buffer or in "
+                 "tenant %s's quota: what is there is pinned or in flight", image, e->size,
+                 t->name);
+        ppf_img_close(img);
+        free(j);
+        entry_drop(b, e, 0);
+        return PPF_SC_NO_SPACE;
+    }
+    if (strcmp(owner, PUBLIC_OWNER) != 0) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/entries/%s", b->root, owner);
+        mkdir(dir, 0700);
+    }
+    j->kind = JOB_PREPARE;
+    j->prio = deploy ? 3 : prio;
+    j->e = e;
+    j->img = img;
+    e->running = true;
+    job_queue(b, j);
+    ppf_info("buffer", "%s %s for %s (%" PRIu64 " bytes)", deploy ? "fetching" : "prefetching",
+             image, t->name, e->size);
+    *ep = e;
+    return PPF_SC_SUCCESS;
+}
+
+static const struct ppf_policy_tenant *
+req_tenant(struct ppf_buffer *b, const struct ppf_buf_req *r, char *msg, size_t msglen)
+{
+    const struct ppf_policy_tenant *t = find_tenant(b, r->tenant);
+
+    if (!t)
+        snprintf(msg, msglen, "tenant %s is not in the policy; add it under tenants:",
+                 r->tenant);
+    return t;
+}
+
+enum ppf_status_code
+ppf_buffer_prefetch(struct ppf_buffer *b, const struct ppf_buf_req *r,
+                    struct ppf_attr_writer *w, uint32_t *result, char *msg, size_t msglen)
+{
+    const struct ppf_policy_tenant *t = req_tenant(b, r, msg, msglen);
+    struct entry *e;
+    enum ppf_status_code sc;
+
+    if (!t)
+        return PPF_SC_NOT_FOUND;
+    e = lookup(b, r->image, r->tenant);
+    if (!e || e->state == PPF_ENTRY_FAILED) {
+        int prio = r->priority >= 0 ? r->priority : (int)t->priority;
+        sc = start_prepare(b, r->image, t, prio, 0, &e, msg, msglen);
+        if (sc != PPF_SC_SUCCESS)
+            return sc;
+    }
+    *result = (uint32_t)e->state;
+    ppf_attr_put_str(w, PPF_A_IMAGE, e->image);
+    ppf_attr_put_u32(w, PPF_A_STATE, (uint32_t)e->state);
+    ppf_attr_put_u64(w, PPF_A_SIZE, e->size);
+    return PPF_SC_SUCCESS;
+}
+
+/* Writes a ref or pin record file (atomically). */
+static int
+record_write(struct ppf_buffer *b, const char *kind, const char *name, const char *target,
+             const struct entry *e)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 16];
+    FILE *fp;
+    int r = 0;
+
+    snprintf(path, sizeof path, "%s/%s/%s", b->root, kind, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    /* pins accumulate entries (one domain, several disks) */
+    fp = fopen(path, "re");
+    if (fp) {
+        char line[PATH_MAX + 16];
+        FILE *out = fopen(tmp, "we");
+        if (!out) {
+            fclose(fp);
+            return -1;
+        }
+        while (fgets(line, sizeof line, fp))
+            fputs(line, out);
+        fclose(fp);
+        fp = out;
+    } else {
+        fp = fopen(tmp, "we");
+        if (!fp)
+            return -1;
+    }
+    if (target)
+        fprintf(fp, "target %s\n", target);
+    fprintf(fp, "entry %s/%s\n", e->owner, e->image);
+    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
+        r = -1;
+    if (fclose(fp) != 0)
+        r = -1;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
+static uint64_t
+fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void
+entry_pin(struct ppf_buffer *b, struct entry *e, int refs)
+{
+    if (refs)
+        e->refs++;
+    else
+        e->pins++;
+    ppf_bufmodel_pin(b->model, e->id, true);
+}
+
+static void
+entry_unpin(struct ppf_buffer *b, struct entry *e, int refs)
+{
+    if (refs && e->refs)
+        e->refs--;
+    else if (!refs && e->pins)
+        e->pins--;
+    if (!e->pins && !e->refs)
+        ppf_bufmodel_pin(b->model, e->id, false);
+}
+
+/* Finishes a deploy from a ready entry: overlay now (O(1)), copy through a
+ * worker.  Returns 1 if it completed (sc/msg set), 0 if a copy job took it
+ * over. */
+static int
+deploy_materialize(struct ppf_buffer *b, struct entry *e, struct waiter *w,
+                   enum ppf_status_code *sc, char *msg, size_t msglen)
+{
+    struct ppf_target t;
+    const char *const *dirs = (const char *const *)b->policy->deploy.dirs;
+
+    *sc = PPF_SC_SUCCESS;
+    if (ppf_target_resolve(w->target, dirs, b->policy->deploy.ndirs, &t, msg, msglen) < 0) {
+        *sc = PPF_SC_PERMISSION;
+        return 1;
+    }
+    if (!w->ephemeral && ppf_target_exists(&t) == 1) {
+        ppf_target_close(&t);
+        snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
+                 "domain ephemeral, or remove the disk)", w->target);
+        *sc = PPF_SC_EXISTS;
+        return 1;
+    }
+    if (w->mode == PPF_DEPLOY_COPY) {
+        struct job *j = calloc(1, sizeof *j);
+        ppf_target_close(&t);
+        if (!j) {
+            snprintf(msg, msglen, "out of memory");
+            *sc = PPF_SC_INTERNAL;
+            return 1;
+        }
+        j->kind = JOB_COPY;
+        j->prio = 4;
+        j->w = w;
+        j->e = e;
+        snprintf(j->src, sizeof j->src, "%s", e->path);
+        entry_pin(b, e, 0);     /* held until the copy is done */
+        job_queue(b, j);
+        return 0;
+    }
+    if (ppf_overlay_create(&t, e->path, e->size, w->ephemeral, 0600, msg, msglen) < 0) {
+        ppf_target_close(&t);
+        *sc = errno == ENOSPC ? PPF_SC_NO_SPACE : PPF_SC_INTERNAL;
+        return 1;
+    }
+    ppf_target_close(&t);
+    if (!w->ephemeral) {
+        char name[32];
+        snprintf(name, sizeof name, "%016" PRIx64, fnv1a(w->target));
+        if (record_write(b, "refs", name, w->target, e) == 0)
+            entry_pin(b, e, 1);
+        else
+            ppf_warn("buffer", "cannot record that %s uses %s: %m", w->target, e->path);
+    }
+    return 1;
+}
+
+static void
+deploy_reply(struct ppf_buffer *b, struct entry *e, const struct waiter *w,
+             struct ppf_attr_writer *aw)
+{
+    ppf_attr_put_u32(aw, PPF_A_OUTCOME, (uint32_t)w->outcome);
+    ppf_attr_put_u64(aw, PPF_A_WAIT_US, (now_ns() - w->start_ns) / 1000);
+    ppf_attr_put_str(aw, PPF_A_PATH, e->path);
+    ppf_attr_put_u64(aw, PPF_A_SIZE, e->size);
+}
+
+/* A successful deploy: counters, pins, the hit. */
+static void
+deploy_done(struct ppf_buffer *b, struct entry *e, const struct waiter *w)
+{
+    stat_add(b, PPF_STAT_DEPLOYS, 1);
+    stat_add(b, w->outcome == PPF_OUTCOME_HIT ? PPF_STAT_HITS :
+             w->outcome == PPF_OUTCOME_INFLIGHT ? PPF_STAT_INFLIGHT_HITS : PPF_STAT_MISSES, 1);
+    e->hits++;
+    ppf_bufmodel_use(b->model, e->id, now_s());
+    if (w->domain[0] && (w->ephemeral || w->mode == PPF_DEPLOY_OVERLAY)) {
+        if (record_write(b, "pins", w->domain, NULL, e) == 0)
+            entry_pin(b, e, 0);
+    }
+    ppf_info("buffer", "deployed %s (%s) to %s: %s in %.1f ms", e->image, e->owner, w->target,
+             w->outcome == PPF_OUTCOME_HIT ? "hit" :
+             w->outcome == PPF_OUTCOME_INFLIGHT ? "in flight" : "miss",
+             (double)(now_ns() - w->start_ns) / 1e6);
+}
+
+enum ppf_status_code
+ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
+                  struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen)
+{
+    const struct ppf_policy_tenant *t = req_tenant(b, r, msg, msglen);
+    struct entry *e;
+    struct waiter *w;
+    enum ppf_status_code sc;
+    struct ppf_target tg;
+    const char *const *dirs = (const char *const *)b->policy->deploy.dirs;
+
+    if (!t)
+        return PPF_SC_NOT_FOUND;
+    /* check the target before any work */
+    if (ppf_target_resolve(r->target, dirs, b->policy->deploy.ndirs, &tg, msg, msglen) < 0) {
+        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+        return PPF_SC_PERMISSION;
+    }
+    w = calloc(1, sizeof *w);
+    if (!w) {
+        ppf_target_close(&tg);
+        snprintf(msg, msglen, "out of memory");
+        return PPF_SC_INTERNAL;
+    }
+    w->q = r->q;
+    w->gen = r->gen;
+    w->cid = r->cid;
+    w->start_ns = now_ns();
+    w->mode = r->mode >= 0 ? r->mode : (int)b->policy->deploy.mode;
+    w->ephemeral = r->ephemeral >= 0 ? r->ephemeral : b->policy->deploy.ephemeral;
+    snprintf(w->domain, sizeof w->domain, "%s", r->domain ? r->domain : "");
+    snprintf(w->target, sizeof w->target, "%s", r->target);
+    if (!w->ephemeral && ppf_target_exists(&tg) == 1) {
+        ppf_target_close(&tg);
+        free(w);
+        snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
+                 "domain ephemeral, or remove the disk)", r->target);
+        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+        return PPF_SC_EXISTS;
+    }
+    ppf_target_close(&tg);
+
+    e = lookup(b, r->image, r->tenant);
+    if (e && e->state == PPF_ENTRY_READY) {
+        w->outcome = PPF_OUTCOME_HIT;
+        if (deploy_materialize(b, e, w, &sc, msg, msglen) == 0)
+            return PPF_CORE_PENDING;            /* a copy */
+        if (sc == PPF_SC_SUCCESS) {
+            deploy_done(b, e, w);
+            deploy_reply(b, e, w, aw);
+            *result = PPF_OUTCOME_HIT;
+        } else {
+            stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+        }
+        free(w);
+        return sc;
+    }
+    if (e && e->state == PPF_ENTRY_INFLIGHT) {
+        w->outcome = PPF_OUTCOME_INFLIGHT;
+        /* a prefetch in flight now serves a deploy: top priority */
+    } else {
+        w->outcome = PPF_OUTCOME_MISS;
+        sc = start_prepare(b, r->image, t, 3, 1, &e, msg, msglen);
+        if (sc != PPF_SC_SUCCESS) {
+            free(w);
+            stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+            return sc;
+        }
+        if (e->state == PPF_ENTRY_READY) {      /* found under the public name */
+            w->outcome = PPF_OUTCOME_HIT;
+            if (deploy_materialize(b, e, w, &sc, msg, msglen) == 0)
+                return PPF_CORE_PENDING;
+            if (sc == PPF_SC_SUCCESS) {
+                deploy_done(b, e, w);
+                deploy_reply(b, e, w, aw);
+                *result = PPF_OUTCOME_HIT;
+            }
+            free(w);
+            return sc;
+        }
+    }
+    w->next = e->waiters;
+    e->waiters = w;
+    return PPF_CORE_PENDING;
+}
+
+static void
+complete(struct ppf_core *core, const struct waiter *w, enum ppf_status_code sc,
+         uint32_t result, const void *out, uint32_t len)
+{
+    if (ppf_core_complete(core, w->q, w->gen, w->cid, sc, result, out, len) < 0)
+        ppf_warn("buffer", "the deploy of %s finished after its queue pair was released",
+                 w->target);
+}
+
+static void
+complete_error(struct ppf_core *core, const struct waiter *w, enum ppf_status_code sc,
+               const char *msg)
+{
+    complete(core, w, sc, 0, msg, (uint32_t)strlen(msg));
+}
+
+unsigned
+ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core)
+{
+    struct job *done;
+    unsigned n = 0;
+    uint8_t out[1024];
+
+    if (!__atomic_load_n(&b->finished, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&b->lock);
+    done = b->finished;
+    b->finished = NULL;
+    pthread_mutex_unlock(&b->lock);
+
+    while (done) {
+        struct job *j = done;
+        struct entry *e = j->e;
+        struct ppf_attr_writer aw;
+
+        done = j->next;
+        n++;
+        if (j->kind == JOB_COPY) {
+            struct waiter *w = j->w;
+            entry_unpin(b, e, 0);
+            if (j->ok) {
+                deploy_done(b, e, w);
+                ppf_attr_writer_init(&aw, out, sizeof out);
+                deploy_reply(b, e, w, &aw);
+                complete(core, w, PPF_SC_SUCCESS, (uint32_t)w->outcome, out,
+                         (uint32_t)aw.len);
+            } else {
+                stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+                complete_error(core, w, PPF_SC_INTERNAL, j->err);
+            }
+            free(w);
+            free(j);
+            continue;
+        }
+        /* JOB_PREPARE */
+        ppf_img_close(j->img);
+        e->running = false;
+        if (j->ok && meta_write(b, e) < 0) {
+            j->ok = 0;
+            snprintf(j->err, sizeof j->err, "cannot record %s in the buffer: %s", e->image,
+                     strerror(errno));
+            unlink(e->path);
+        }
+        if (!j->ok) {
+            ppf_err("buffer", "preparing %s for %s failed: %s", e->image, e->owner, j->err);
+            stat_add(b, PPF_STAT_FETCH_ERRORS, 1);
+            for (struct waiter *w = e->waiters, *nw; w; w = nw) {
+                nw = w->next;
+                stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+                complete_error(core, w, strstr(j->err, "space") ? PPF_SC_NO_SPACE :
+                               PPF_SC_INTERNAL, j->err);
+                free(w);
+            }
+            e->waiters = NULL;
+            e->state = PPF_ENTRY_FAILED;
+            {
+                uint32_t id = e->id;
+                ppf_bufmodel_remove(b->model, id, now_s());
+                /* the evict callback dropped it, unless it was never charged */
+                if (entry_by_id(b, id))
+                    entry_drop(b, entry_by_id(b, id), 1);
+            }
+            free(j);
+            continue;
+        }
+        e->state = PPF_ENTRY_READY;
+        __atomic_store_n(&e->done, e->size, __ATOMIC_RELAXED);
+        ppf_bufmodel_ready(b->model, e->id, now_s());
+        if (e->prefetched) {
+            stat_add(b, PPF_STAT_PREFETCHES, 1);
+            stat_add(b, PPF_STAT_PREFETCH_BYTES, e->size);
+        } else {
+            stat_add(b, PPF_STAT_DEMAND_BYTES, e->size);
+        }
+        ppf_info("buffer", "%s for %s is ready (%" PRIu64 " bytes)", e->image, e->owner,
+                 e->size);
+        for (struct waiter *w = e->waiters, *nw; w; w = nw) {
+            enum ppf_status_code sc;
+            char msg[512];
+
+            nw = w->next;
+            if (deploy_materialize(b, e, w, &sc, msg, sizeof msg) == 0)
+                continue;       /* a copy job owns w now */
+            if (sc == PPF_SC_SUCCESS) {
+                deploy_done(b, e, w);
+                ppf_attr_writer_init(&aw, out, sizeof out);
+                deploy_reply(b, e, w, &aw);
+                complete(core, w, PPF_SC_SUCCESS, (uint32_t)w->outcome, out,
+                         (uint32_t)aw.len);
+            } else {
+                stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+                complete_error(core, w, sc, msg);
+            }
+            free(w);
+        }
+        e->waiters = NULL;
+        free(j);
+    }
+    return n;
+}
+
+enum ppf_status_code
+ppf_buffer_release(struct ppf_buffer *b, const char *domain, uint32_t *result, char *msg,
+                   size_t msglen)
+{
+    char path[PATH_MAX], line[PATH_MAX + 16], owner[256], image[256];
+    FILE *fp;
+
+    *result = 0;
+    snprintf(path, sizeof path, "%s/pins/%s", b->root, domain);
+    fp = fopen(path, "re");
+    if (!fp)
+        return PPF_SC_SUCCESS;  /* nothing pinned: releasing twice is fine */
+    while (fgets(line, sizeof line, fp)) {
+        struct entry *e;
+        if (sscanf(line, "entry %255[^/]/%255s", owner, image) != 2)
+            continue;
+        e = entry_find(b, image, owner);
+        if (e) {
+            entry_unpin(b, e, 0);
+            (*result)++;
+        }
+    }
+    fclose(fp);
+    unlink(path);
+    ppf_info("buffer", "domain %s released %u pin%s", domain, *result,
+             *result == 1 ? "" : "s");
+    return PPF_SC_SUCCESS;
+}
+
+/* Drops overlay refs whose disk is gone, so their bases can go. */
+static void
+refs_gc(struct ppf_buffer *b)
+{
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i])
+            b->entries[i]->refs = 0;
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+        if (e && !e->pins)
+            ppf_bufmodel_pin(b->model, e->id, false);
+    }
+    /* load_refs counts pins again: reset them first */
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i])
+            b->entries[i]->pins = 0;
+    load_refs(b);
+}
+
+enum ppf_status_code
+ppf_buffer_evict(struct ppf_buffer *b, const char *image, const char *tenant,
+                 uint32_t *result, char *msg, size_t msglen)
+{
+    *result = 0;
+    refs_gc(b);
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+
+        if (!e || strcmp(e->image, image) != 0)
+            continue;
+        if (tenant && strcmp(e->owner, tenant) != 0 && strcmp(e->owner, PUBLIC_OWNER) != 0)
+            continue;
+        if (e->state != PPF_ENTRY_READY || e->pins || e->refs) {
+            snprintf(msg, msglen, "%s (%s) is %s; it cannot be evicted now", e->image,
+                     e->owner, e->state != PPF_ENTRY_READY ? "being prepared" :
+                     e->refs ? "the base of an existing disk" : "in use by a running domain");
+            return PPF_SC_BUSY;
+        }
+        if (ppf_bufmodel_remove(b->model, e->id, now_s()) == 0)
+            (*result)++;
+    }
+    if (*result == 0) {
+        snprintf(msg, msglen, "%s is not in the buffer", image);
+        return PPF_SC_NOT_FOUND;
+    }
+    return PPF_SC_SUCCESS;
+}
+
+enum ppf_status_code
+ppf_buffer_list(struct ppf_buffer *b, uint64_t start, struct ppf_attr_writer *w,
+                uint32_t *result)
+{
+    uint64_t idx = 0;
+    uint32_t total = 0;
+
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+        size_t mark;
+
+        if (!e)
+            continue;
+        total++;
+        if (idx++ < start || w->overflow)
+            continue;
+        mark = w->len;
+        ppf_attr_put_str(w, PPF_A_IMAGE, e->image);
+        ppf_attr_put_str(w, PPF_A_TENANT, strcmp(e->owner, PUBLIC_OWNER) == 0 ? "public" :
+                         e->owner);
+        ppf_attr_put_u32(w, PPF_A_PUBLIC, strcmp(e->owner, PUBLIC_OWNER) == 0);
+        ppf_attr_put_u64(w, PPF_A_SIZE, e->size);
+        ppf_attr_put_u32(w, PPF_A_STATE, (uint32_t)e->state);
+        ppf_attr_put_u32(w, PPF_A_PINS, e->pins + e->refs);
+        ppf_attr_put_u64(w, PPF_A_HITS, e->hits);
+        ppf_attr_put_u64(w, PPF_A_DONE, __atomic_load_n(&e->done, __ATOMIC_RELAXED));
+        ppf_attr_put_str(w, PPF_A_DIGEST, e->digest);
+        if (w->overflow)
+            w->len = mark;      /* whole groups only; the host asks again */
+    }
+    w->overflow = 0;
+    *result = total;
+    return PPF_SC_SUCCESS;
+}
+
+void
+ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w)
+{
+    struct ppf_buf_stats st;
+
+    ppf_bufmodel_get_stats(b->model, &st);
+    b->stat[PPF_STAT_BUFFER_USED - PPF_STAT_DEPLOYS] = st.used;
+    b->stat[PPF_STAT_BUFFER_CAPACITY - PPF_STAT_DEPLOYS] = ppf_bufmodel_capacity(b->model);
+    b->stat[PPF_STAT_BUFFER_ENTRIES - PPF_STAT_DEPLOYS] = st.entries;
+    for (unsigned s = PPF_STAT_DEPLOYS; s < PPF_STAT_FW__MAX; s++)
+        ppf_attr_put_u64(w, (uint16_t)s, b->stat[s - PPF_STAT_DEPLOYS]);
+}

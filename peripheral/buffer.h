@@ -1,0 +1,81 @@
+/* The prefetch buffer (issue 5, schemas/device-protocol.md §5.6): images
+ * prepared ahead of time in a directory (policy buffer.path), one entry
+ * per image and owner (the tenant whose key opened it, or "@public" for an
+ * unencrypted image, shared by all tenants and charged once), accounted by
+ * bufmodel (capacity, quotas, pins, eviction), prepared by a pool of
+ * pipeline workers (image/), and served to DEPLOY in O(1) when ready.
+ *
+ * Layout under buffer.path:
+ *   entries/OWNER/IMAGE.raw    the prepared disk (read-only base)
+ *   entries/OWNER/IMAGE.meta   its record, written after the .raw is in place
+ *   pins/DOMAIN-UUID           entries a running domain uses
+ *   refs/HASH                  a non-ephemeral overlay disk and its base
+ * A .raw without its .meta (a crash between the two) and any temporary
+ * file are partial and removed at open; finished entries are checked and
+ * kept.  All of it is touched only by the core's thread, except the
+ * workers' temporary files.
+ */
+#ifndef PPF_PERIPHERAL_BUFFER_H
+#define PPF_PERIPHERAL_BUFFER_H
+
+#include <stdint.h>
+
+#include "peripheral/core.h"
+#include "policy/policy.h"
+#include "ppf/protocol.h"
+
+struct ppf_buffer;
+
+/* A DEPLOY or PREFETCH, its strings checked by the caller. */
+struct ppf_buf_req {
+    const char *image;
+    const char *tenant;         /* never NULL ("default") */
+    int priority;               /* PPF_PRIO_*, -1 = the tenant's */
+    const char *domain;         /* NULL if none */
+    const char *target;         /* DEPLOY only */
+    int mode;                   /* PPF_DEPLOY_OVERLAY / COPY, -1 = policy */
+    int ephemeral;              /* -1 = policy */
+    /* where to complete a pending DEPLOY */
+    uint32_t q, gen;
+    uint16_t cid;
+};
+
+/* Opens (creating) the buffer of policy p, or, with state_dir non-NULL
+ * (no policy applied yet), STATE_DIR/buffer; kick(ctx) is called from
+ * worker threads when something finished, to wake the core.  0 or -1
+ * (logged). */
+int ppf_buffer_open(const struct ppf_policy *p, const char *state_dir, void (*kick)(void *),
+                    void *kick_ctx, struct ppf_buffer **out);
+/* Stops the workers (cancelling what runs) and frees; NULL is fine. */
+void ppf_buffer_free(struct ppf_buffer *b);
+/* A new policy: capacity, quotas, stores, keys, deploy dirs.  A new path
+ * reopens the buffer there (the old one stays on disk).  0 or -1. */
+int ppf_buffer_reconfigure(struct ppf_buffer *b, const struct ppf_policy *p);
+
+/* Each command returns a status; on failure msg holds a one-line reason.
+ * PPF_CORE_PENDING: the DEPLOY completes later through ppf_buffer_poll. */
+enum ppf_status_code ppf_buffer_prefetch(struct ppf_buffer *b, const struct ppf_buf_req *r,
+                                         struct ppf_attr_writer *w, uint32_t *result,
+                                         char *msg, size_t msglen);
+enum ppf_status_code ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
+                                       struct ppf_attr_writer *w, uint32_t *result,
+                                       char *msg, size_t msglen);
+enum ppf_status_code ppf_buffer_release(struct ppf_buffer *b, const char *domain,
+                                        uint32_t *result, char *msg, size_t msglen);
+enum ppf_status_code ppf_buffer_evict(struct ppf_buffer *b, const char *image,
+                                      const char *tenant, uint32_t *result, char *msg,
+                                      size_t msglen);
+/* BUFFER_LIST from entry index start: as many groups as fit in w;
+ * *result = total entries. */
+enum ppf_status_code ppf_buffer_list(struct ppf_buffer *b, uint64_t start,
+                                     struct ppf_attr_writer *w, uint32_t *result);
+/* Completes what the workers finished (on the core's thread). */
+unsigned ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core);
+/* Appends PPF_STAT_DEPLOYS.. counters. */
+void ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w);
+
+/* A name (image or tenant) as §5.6 allows: 1..255 of [A-Za-z0-9._-], not
+ * starting with '.'.  1 valid, 0 not. */
+int ppf_buffer_name_ok(const char *s);
+
+#endif /* PPF_PERIPHERAL_BUFFER_H */
