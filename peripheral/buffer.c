@@ -54,6 +54,8 @@ struct entry {
     int state;                  /* PPF_ENTRY_* */
     uint64_t done;              /* bytes prepared (atomic: written by a worker) */
     int cancel;                 /* raised by the core, read by the worker */
+    int boost;                  /* a deploy waits: no bandwidth limit (atomic) */
+    int preempted;              /* cancelled for a deploy: run again later */
     bool prefetched, running;
     uint32_t pins;              /* domains using it */
     uint32_t refs;              /* overlay disks based on it */
@@ -85,7 +87,9 @@ struct ppf_buffer {
     pthread_t workers[MAX_WORKERS];
     unsigned nworkers;
     unsigned threads_per_job;
-    pthread_mutex_t lock;       /* protects the two queues and stopping */
+    pthread_mutex_t lock;       /* protects the queues, idle, running, stopping */
+    unsigned idle;              /* workers waiting for a job */
+    struct job *running[MAX_WORKERS];   /* what each busy worker runs */
     pthread_cond_t cond;
     struct job *todo, *finished;
     int stopping;
@@ -480,7 +484,7 @@ job_progress(void *opaque, uint64_t done, uint64_t total)
     struct progress_ctx *p = opaque;
 
     __atomic_store_n(&p->e->done, done, __ATOMIC_RELAXED);
-    if (p->bandwidth) {
+    if (p->bandwidth && !__atomic_load_n(&p->e->boost, __ATOMIC_RELAXED)) {
         /* keep the average at or below the bandwidth */
         double want = (double)done / (double)p->bandwidth;
         double spent = (double)(now_ns() - p->start_ns) / 1e9;
@@ -525,19 +529,28 @@ job_run(struct ppf_buffer *b, struct job *j, unsigned threads, uint64_t bandwidt
     }
 }
 
+struct worker_arg {
+    struct ppf_buffer *b;
+    unsigned slot;
+};
+
 static void *
 worker_main(void *arg)
 {
-    struct ppf_buffer *b = arg;
+    struct ppf_buffer *b = ((struct worker_arg *)arg)->b;
+    unsigned slot = ((struct worker_arg *)arg)->slot;
 
+    free(arg);
     pthread_mutex_lock(&b->lock);
     for (;;) {
         struct job *j, **pp, **best = NULL;
         unsigned threads;
         uint64_t bw;
 
+        b->idle++;
         while (!b->stopping && !b->todo)
             pthread_cond_wait(&b->cond, &b->lock);
+        b->idle--;
         if (b->stopping)
             break;
         /* highest priority first, oldest first among equals */
@@ -548,11 +561,23 @@ worker_main(void *arg)
         *best = j->next;
         threads = b->threads_per_job;
         bw = j->prio >= 3 ? 0 : b->policy->prefetch.bandwidth;
+        b->running[slot] = j;
         pthread_mutex_unlock(&b->lock);
 
         job_run(b, j, threads, bw);
 
         pthread_mutex_lock(&b->lock);
+        b->running[slot] = NULL;
+        if (j->kind == JOB_PREPARE && !j->ok && j->e->preempted && !b->stopping) {
+            /* cancelled to make way for a deploy: back in the queue */
+            j->e->preempted = 0;
+            __atomic_store_n(&j->e->cancel, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&j->e->done, 0, __ATOMIC_RELAXED);
+            j->next = b->todo;
+            b->todo = j;
+            pthread_cond_signal(&b->cond);
+            continue;
+        }
         j->next = b->finished;
         b->finished = j;
         if (b->kick)
@@ -562,12 +587,28 @@ worker_main(void *arg)
     return NULL;
 }
 
+/* Queues a job.  A deploy's job that finds every worker busy preempts
+ * the lowest-priority prefetch running (it starts over later). */
 static void
 job_queue(struct ppf_buffer *b, struct job *j)
 {
     pthread_mutex_lock(&b->lock);
     j->next = b->todo;
     b->todo = j;
+    if (j->prio >= 3 && b->idle == 0) {
+        struct job *victim = NULL;
+        for (unsigned i = 0; i < b->nworkers; i++) {
+            struct job *r = b->running[i];
+            if (r && r->kind == JOB_PREPARE && r->prio < 3 && !r->e->boost &&
+                (!victim || r->prio < victim->prio))
+                victim = r;
+        }
+        if (victim) {
+            ppf_info("buffer", "pausing the prefetch of %s for a deploy", victim->e->image);
+            victim->e->preempted = 1;
+            __atomic_store_n(&victim->e->cancel, 1, __ATOMIC_RELAXED);
+        }
+    }
     pthread_cond_signal(&b->cond);
     pthread_mutex_unlock(&b->lock);
 }
@@ -584,9 +625,17 @@ workers_start(struct ppf_buffer *b)
     b->threads_per_job = b->policy->prefetch.workers / n;
     if (b->threads_per_job < 1)
         b->threads_per_job = 1;
-    for (b->nworkers = 0; b->nworkers < n; b->nworkers++)
-        if (pthread_create(&b->workers[b->nworkers], NULL, worker_main, b) != 0)
+    for (b->nworkers = 0; b->nworkers < n; b->nworkers++) {
+        struct worker_arg *a = malloc(sizeof *a);
+        if (!a)
             break;
+        a->b = b;
+        a->slot = b->nworkers;
+        if (pthread_create(&b->workers[b->nworkers], NULL, worker_main, a) != 0) {
+            free(a);
+            break;
+        }
+    }
     return b->nworkers ? 0 : -1;
 }
 
@@ -603,6 +652,7 @@ workers_stop(struct ppf_buffer *b)
     for (unsigned i = 0; i < b->nworkers; i++)
         pthread_join(b->workers[i], NULL);
     b->nworkers = 0;
+    b->idle = 0;
     b->stopping = 0;
 }
 
@@ -1170,7 +1220,14 @@ ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
     }
     if (e && e->state == PPF_ENTRY_INFLIGHT) {
         w->outcome = PPF_OUTCOME_INFLIGHT;
-        /* a prefetch in flight now serves a deploy: top priority */
+        /* a prefetch in flight now serves a deploy: no bandwidth limit,
+         * never preempted, and first in the queue if it waits there */
+        __atomic_store_n(&e->boost, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&b->lock);
+        for (struct job *q = b->todo; q; q = q->next)
+            if (q->e == e)
+                q->prio = 3;
+        pthread_mutex_unlock(&b->lock);
     } else {
         w->outcome = PPF_OUTCOME_MISS;
         sc = start_prepare(b, r->image, t, 3, 1, &e, msg, msglen);

@@ -103,6 +103,31 @@ import json,sys; s=json.load(sys.stdin)
 assert s["deploys"] >= 36 and s["hits"] >= 1 and s["misses"] >= 1, s' || fail "stats"
 ppfctl stats --prometheus | grep -q '^ppf_deploys_total ' || fail "prometheus output"
 
+# a deploy preempts a prefetch when every worker is busy
+sed -i 's|^prefetch:|prefetch:\n  concurrent: 1|; s|bandwidth: 64MiB/s|bandwidth: 16MiB/s|; s|capacity: 1GiB|capacity: 4GiB|' "$T/policy.yaml"
+ppfctl policy apply "$T/policy.yaml" >/dev/null || fail "policy apply (1 worker)"
+mkimg crawl 512
+mkimg urgent 16
+ppfctl prefetch crawl >/dev/null || fail "prefetch crawl"
+sleep 0.3
+t0=$(date +%s%N)
+ppfctl deploy urgent --dest "$T/disks/urgent.qcow2" >/dev/null || fail "deploy urgent"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "urgent deploy behind a 32 s prefetch: $ms ms"
+[ "$ms" -lt 8000 ] || fail "the deploy waited for the prefetch ($ms ms)"
+grep -q "pausing the prefetch of crawl" "$tmpdir/ppf0.log" || fail "prefetch not preempted"
+
+# kill -9 mid-deploy: the target is complete and valid, or absent
+mkimg late 256
+ppfctl deploy late --dest "$T/disks/late.qcow2" >/dev/null 2>&1 &
+sleep 0.2
+kill -9 $periph_pid; wait $periph_pid 2>/dev/null
+if [ -e "$T/disks/late.qcow2" ]; then
+    qemu-img check "$T/disks/late.qcow2" >/dev/null || fail "a half-written disk after kill -9"
+fi
+ls -A "$T/disks" | grep -q "tmp" && fail "temporary files left in the deploy dir: $(ls -A "$T/disks")"
+start_peripheral ppf0
+
 # kill -9 mid-prefetch, restart: no partial entry, finished ones kept
 mkimg slow 512
 ppfctl prefetch slow >/dev/null || fail "prefetch slow"
