@@ -452,6 +452,27 @@ mkdirs(const char *root)
     return 0;
 }
 
+/* Temporary files a crash left in the deploy directories (their names
+ * carry an infix that no target may have, so nothing else can match). */
+static void
+sweep_deploy_dirs(struct ppf_buffer *b)
+{
+    for (size_t i = 0; i < b->policy->deploy.ndirs; i++) {
+        const char *dir = b->policy->deploy.dirs[i];
+        struct dirent *de;
+        DIR *d = opendir(dir);
+
+        if (!d)
+            continue;
+        while ((de = readdir(d)) != NULL)
+            if (de->d_name[0] == '.' && strstr(de->d_name, PPF_MATERIALIZE_TMP_INFIX) &&
+                unlinkat(dirfd(d), de->d_name, 0) == 0)
+                ppf_info("buffer", "removed %s/%s, left by an interrupted deploy", dir,
+                         de->d_name);
+        closedir(d);
+    }
+}
+
 static void
 load_index(struct ppf_buffer *b)
 {
@@ -728,6 +749,7 @@ buffer_load(struct ppf_buffer *b)
         return -1;
     }
     load_index(b);
+    sweep_deploy_dirs(b);
     ppf_info("buffer", "%s: %u entries, %" PRIu64 " of %" PRIu64 " bytes", b->root,
              b->next_id, ppf_bufmodel_capacity(b->model) - ppf_bufmodel_free_bytes(b->model),
              ppf_bufmodel_capacity(b->model));

@@ -15,7 +15,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils
     # tests and benchmarks
     clang libclang-rt-14-dev python3 python3-jsonschema python3-yaml procps
-    util-linux xz-utils e2fsprogs bc time iproute2 hyperfine
+    util-linux xz-utils e2fsprogs xfsprogs bc time iproute2 hyperfine
 )
 
 missing=()
