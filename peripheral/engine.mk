@@ -51,7 +51,6 @@ EXTRA_DIST += \
 	tests/replay-data/bad-fields.csv \
 	bench/bench-replay \
 	bench/README-replay.md \
-	docs/ppfctl-replay.md \
 	docs/replay-results.md \
 	docs/replay.svg \
 	$(NULL)
