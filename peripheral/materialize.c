@@ -32,24 +32,24 @@
 #endif
 
 /* qcow2.txt "Header": version 3, 64 KiB clusters, 16-bit refcounts. */
-#define QCOW2_MAGIC          0x514649fbu /* "QFI\xfb" */
-#define QCOW2_VERSION        3
-#define QCOW2_CLUSTER_BITS   16
-#define QCOW2_CLUSTER        ((uint64_t)1 << QCOW2_CLUSTER_BITS)
-#define QCOW2_L2_ENTRIES     (QCOW2_CLUSTER / 8)
-#define QCOW2_L1_COVER       (QCOW2_CLUSTER * QCOW2_L2_ENTRIES) /* 512 MiB per L1 entry */
-#define QCOW2_MAX_L1_BYTES   ((uint64_t)32 << 20)               /* qemu's QCOW_MAX_L1_SIZE */
-#define QCOW2_REFCOUNT_ORDER 4                                  /* 16-bit refcounts */
-#define QCOW2_HEADER_LEN     112 /* v3 header incl. compression type + padding */
+#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
+#define QCOW2_VERSION 3
+#define QCOW2_CLUSTER_BITS 16
+#define QCOW2_CLUSTER ((uint64_t)1 << QCOW2_CLUSTER_BITS)
+#define QCOW2_L2_ENTRIES (QCOW2_CLUSTER / 8)
+#define QCOW2_L1_COVER (QCOW2_CLUSTER * QCOW2_L2_ENTRIES) /* 512 MiB per L1 entry */
+#define QCOW2_MAX_L1_BYTES ((uint64_t)32 << 20)           /* qemu's QCOW_MAX_L1_SIZE */
+#define QCOW2_REFCOUNT_ORDER 4                            /* 16-bit refcounts */
+#define QCOW2_HEADER_LEN 112 /* v3 header incl. compression type + padding */
 /* qcow2.txt "Header extensions": backing file format name, end marker. */
 #define QCOW2_EXT_BACKING_FMT 0xe2792acau
-#define QCOW2_EXT_END         0u
+#define QCOW2_EXT_END 0u
 /* Cluster layout of a new overlay: header, refcount table, refcount
  * block, then the L1 table (as qemu-img create lays it out). */
 #define OV_REFTABLE_CLUSTER 1
 #define OV_REFBLOCK_CLUSTER 2
-#define OV_L1_CLUSTER       3
-#define OV_MAX_CLUSTERS     (OV_L1_CLUSTER + QCOW2_MAX_L1_BYTES / QCOW2_CLUSTER)
+#define OV_L1_CLUSTER 3
+#define OV_MAX_CLUSTERS (OV_L1_CLUSTER + QCOW2_MAX_L1_BYTES / QCOW2_CLUSTER)
 
 #define COPY_BUF (1u << 20)
 
@@ -116,21 +116,27 @@ check_syntax(const char *path, char *err, size_t errlen)
 
     if (!path || path[0] != '/') {
         errno = EINVAL;
-        set_err(err, errlen, "deploy target %s: not an absolute path; give the full path "
-                "under one of the policy's deploy directories", path ? path : "(null)");
+        set_err(err, errlen,
+                "deploy target %s: not an absolute path; give the full path "
+                "under one of the policy's deploy directories",
+                path ? path : "(null)");
         return -1;
     }
-    if (strlen(path) >= sizeof ((struct ppf_target *)0)->path) {
+    if (strlen(path) >= sizeof((struct ppf_target *)0)->path) {
         errno = ENAMETOOLONG;
-        set_err(err, errlen, "deploy target %.64s...: path longer than 4095 bytes; "
-                "choose a shorter path", path);
+        set_err(err, errlen,
+                "deploy target %.64s...: path longer than 4095 bytes; "
+                "choose a shorter path",
+                path);
         return -1;
     }
     for (p = path; *p; p++) {
         if (is_ctrl((unsigned char)*p)) {
             errno = EINVAL;
-            set_err(err, errlen, "deploy target %.*s...: contains a control character; "
-                    "choose a plain file name", (int)(p - path), path);
+            set_err(err, errlen,
+                    "deploy target %.*s...: contains a control character; "
+                    "choose a plain file name",
+                    (int)(p - path), path);
             return -1;
         }
     }
@@ -139,20 +145,26 @@ check_syntax(const char *path, char *err, size_t errlen)
         n = e ? (size_t)(e - p) : strlen(p);
         if (n == 0) {
             errno = EINVAL;
-            set_err(err, errlen, "deploy target %s: empty path component (\"//\" or a "
-                    "trailing \"/\"); give a normalized path to a file", path);
+            set_err(err, errlen,
+                    "deploy target %s: empty path component (\"//\" or a "
+                    "trailing \"/\"); give a normalized path to a file",
+                    path);
             return -1;
         }
         if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
             errno = EINVAL;
-            set_err(err, errlen, "deploy target %s: \".\" and \"..\" components are refused; "
-                    "give a normalized absolute path", path);
+            set_err(err, errlen,
+                    "deploy target %s: \".\" and \"..\" components are refused; "
+                    "give a normalized absolute path",
+                    path);
             return -1;
         }
         if (n > NAME_MAX) {
             errno = ENAMETOOLONG;
-            set_err(err, errlen, "deploy target %s: a component is longer than %d bytes; "
-                    "choose shorter names", path, NAME_MAX);
+            set_err(err, errlen,
+                    "deploy target %s: a component is longer than %d bytes; "
+                    "choose shorter names",
+                    path, NAME_MAX);
             return -1;
         }
         if (!e)
@@ -171,18 +183,32 @@ ppf_target_resolve(const char *path, const char *const *allowed, size_t n_allowe
     const char *p, *e;
     struct stat st;
 
+    if (err && errlen)
+        err[0] = '\0';
+    if (!t) {
+        errno = EINVAL;
+        set_err(err, errlen, "deploy target: no target structure given");
+        return -1;
+    }
     t->dirfd = -1;
     t->name[0] = '\0';
     t->path[0] = '\0';
-    if (err && errlen)
-        err[0] = '\0';
     if (check_syntax(path, err, errlen) == -1)
         return -1;
+    p = strrchr(path, '/') + 1;
+    if (strstr(p, PPF_MATERIALIZE_TMP_INFIX)) {
+        errno = EINVAL;
+        set_err(err, errlen,
+                "deploy target %s: names containing \"" PPF_MATERIALIZE_TMP_INFIX
+                "\" are reserved for ppf's temporary files; choose another name",
+                path);
+        return -1;
+    }
 
     /* The longest allowed directory (after realpath) that path lies
      * strictly under. */
     for (size_t i = 0; i < n_allowed; i++) {
-        if (!allowed[i] || allowed[i][0] != '/' || !realpath(allowed[i], real))
+        if (!allowed || !allowed[i] || allowed[i][0] != '/' || !realpath(allowed[i], real))
             continue;
         alen = strcmp(real, "/") == 0 ? 0 : strlen(real);
         if (strncmp(path, real, alen) != 0 || path[alen] != '/')
@@ -195,8 +221,10 @@ ppf_target_resolve(const char *path, const char *const *allowed, size_t n_allowe
     }
     if (!found) {
         errno = EACCES;
-        set_err(err, errlen, "deploy target %s: not under any allowed deploy directory; "
-                "choose a path under one of them or add its directory to the policy", path);
+        set_err(err, errlen,
+                "deploy target %s: not under any allowed deploy directory; "
+                "choose a path under one of them or add its directory to the policy",
+                path);
         return -1;
     }
 
@@ -216,24 +244,29 @@ ppf_target_resolve(const char *path, const char *const *allowed, size_t n_allowe
         comp[e - p] = '\0';
         if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == -1) {
             if (errno == ENOENT)
-                set_err(err, errlen, "deploy target %s: directory %.*s does not exist; "
-                        "create it first", path, (int)(e - path), path);
+                set_err(err, errlen,
+                        "deploy target %s: directory %.*s does not exist; "
+                        "create it first",
+                        path, (int)(e - path), path);
             else
-                set_err(err, errlen, "deploy target %s: %.*s: %s", path, (int)(e - path),
-                        path, strerror(errno));
+                set_err(err, errlen, "deploy target %s: %.*s: %s", path, (int)(e - path), path,
+                        strerror(errno));
             return -1;
         }
         if (S_ISLNK(st.st_mode)) {
             errno = ELOOP;
-            set_err(err, errlen, "deploy target %s: %.*s is a symbolic link, and symlinks are "
-                    "never followed in deploy targets; give the real path", path,
-                    (int)(e - path), path);
+            set_err(err, errlen,
+                    "deploy target %s: %.*s is a symbolic link, and symlinks are "
+                    "never followed in deploy targets; give the real path",
+                    path, (int)(e - path), path);
             return -1;
         }
         if (!S_ISDIR(st.st_mode)) {
             errno = ENOTDIR;
-            set_err(err, errlen, "deploy target %s: %.*s is not a directory; choose another "
-                    "path", path, (int)(e - path), path);
+            set_err(err, errlen,
+                    "deploy target %s: %.*s is not a directory; choose another "
+                    "path",
+                    path, (int)(e - path), path);
             return -1;
         }
         nfd = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -242,9 +275,10 @@ ppf_target_resolve(const char *path, const char *const *allowed, size_t n_allowe
                 close(nfd);
                 errno = ENOTDIR;
             }
-            set_err(err, errlen, "deploy target %s: %.*s changed while it was opened (%s); "
-                    "retry, and check who else writes there", path, (int)(e - path), path,
-                    strerror(errno));
+            set_err(err, errlen,
+                    "deploy target %s: %.*s changed while it was opened (%s); "
+                    "retry, and check who else writes there",
+                    path, (int)(e - path), path, strerror(errno));
             return -1;
         }
         close(fd);
@@ -255,8 +289,10 @@ ppf_target_resolve(const char *path, const char *const *allowed, size_t n_allowe
     if (fstatat(fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode)) {
             errno = ELOOP;
-            set_err(err, errlen, "deploy target %s: is a symbolic link, and symlinks are never "
-                    "followed in deploy targets; remove it or give the real path", path);
+            set_err(err, errlen,
+                    "deploy target %s: is a symbolic link, and symlinks are never "
+                    "followed in deploy targets; remove it or give the real path",
+                    path);
             return -1;
         }
     } else if (errno != ENOENT) {
@@ -291,8 +327,7 @@ tmp_create(const struct ppf_target *t, mode_t mode, char *tmpname, size_t tmplen
                 __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
         }
         snprintf(tmpname, tmplen, ".%.200s" PPF_MATERIALIZE_TMP_INFIX "%08x", t->name, r);
-        fd = openat(t->dirfd, tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    mode);
+        fd = openat(t->dirfd, tmpname, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd >= 0) {
             if (fchmod(fd, mode) == -1) {
                 set_err(err, errlen, "%.*s/%s: cannot set mode %04o: %s", dir_len(t), t->path,
@@ -306,9 +341,10 @@ tmp_create(const struct ppf_target *t, mode_t mode, char *tmpname, size_t tmplen
         if (errno != EEXIST)
             break;
     }
-    set_err(err, errlen, "deploy target %s: cannot create a temporary file in %.*s: %s; "
-            "check the directory's permissions and free space", t->path, dir_len(t), t->path,
-            strerror(errno));
+    set_err(err, errlen,
+            "deploy target %s: cannot create a temporary file in %.*s: %s; "
+            "check the directory's permissions and free space",
+            t->path, dir_len(t), t->path, strerror(errno));
     return -1;
 }
 
@@ -325,9 +361,10 @@ static void
 report_write_error(const struct ppf_target *t, const char *what, char *err, size_t errlen)
 {
     if (errno == ENOSPC || errno == EDQUOT)
-        set_err(err, errlen, "deploy target %s: disk full while writing the %s (%s); free "
-                "space in %.*s, nothing was left behind", t->path, what, strerror(errno),
-                dir_len(t), t->path);
+        set_err(err, errlen,
+                "deploy target %s: disk full while writing the %s (%s); free "
+                "space in %.*s, nothing was left behind",
+                t->path, what, strerror(errno), dir_len(t), t->path);
     else
         set_err(err, errlen, "deploy target %s: writing the %s: %s; nothing was left behind",
                 t->path, what, strerror(errno));
@@ -337,8 +374,10 @@ static void
 report_exists(const struct ppf_target *t, char *err, size_t errlen)
 {
     errno = EEXIST;
-    set_err(err, errlen, "deploy target %s: already exists and is never overwritten (only an "
-            "ephemeral domain's disk is replaced); remove it or choose another path", t->path);
+    set_err(err, errlen,
+            "deploy target %s: already exists and is never overwritten (only an "
+            "ephemeral domain's disk is replaced); remove it or choose another path",
+            t->path);
 }
 
 /* fsyncs fd, renames tmpname onto the target (never over an existing
@@ -376,8 +415,8 @@ tmp_commit(const struct ppf_target *t, int fd, const char *tmpname, int replace,
         if (errno == EEXIST)
             report_exists(t, err, errlen);
         else
-            set_err(err, errlen, "deploy target %s: renaming the new disk into place: %s",
-                    t->path, strerror(errno));
+            set_err(err, errlen, "deploy target %s: renaming the new disk into place: %s", t->path,
+                    strerror(errno));
         return -1;
     }
     if (fsync(dfd) == -1) {
@@ -386,8 +425,8 @@ tmp_commit(const struct ppf_target *t, int fd, const char *tmpname, int replace,
         if (!replace)
             unlinkat(t->dirfd, t->name, 0); /* ours: RENAME_NOREPLACE made it */
         errno = saved;
-        set_err(err, errlen, "deploy target %s: fsync of %.*s failed (%s)%s", t->path,
-                dir_len(t), t->path, strerror(errno),
+        set_err(err, errlen, "deploy target %s: fsync of %.*s failed (%s)%s", t->path, dir_len(t),
+                t->path, strerror(errno),
                 replace ? "; the new disk is in place but may not survive a crash" : "");
         return -1;
     }
@@ -475,11 +514,11 @@ overlay_write(int fd, const char *base, size_t blen, uint64_t size)
     /* backing_file_offset (8) and _size (16): after the extensions. */
     put32(hdr + 20, QCOW2_CLUSTER_BITS);
     put64(hdr + 24, size);
-    put32(hdr + 32, 0);                                       /* crypt_method: none */
+    put32(hdr + 32, 0); /* crypt_method: none */
     put32(hdr + 36, (uint32_t)l1_size);
-    put64(hdr + 40, OV_L1_CLUSTER * QCOW2_CLUSTER);           /* l1_table_offset */
-    put64(hdr + 48, OV_REFTABLE_CLUSTER * QCOW2_CLUSTER);     /* refcount_table_offset */
-    put32(hdr + 56, 1);                                       /* refcount_table_clusters */
+    put64(hdr + 40, OV_L1_CLUSTER * QCOW2_CLUSTER);       /* l1_table_offset */
+    put64(hdr + 48, OV_REFTABLE_CLUSTER * QCOW2_CLUSTER); /* refcount_table_offset */
+    put32(hdr + 56, 1);                                   /* refcount_table_clusters */
     /* nb_snapshots, snapshots_offset, incompatible/compatible/autoclear
      * features: all 0 (60-95). */
     put32(hdr + 96, QCOW2_REFCOUNT_ORDER);
@@ -508,8 +547,8 @@ overlay_write(int fd, const char *base, size_t blen, uint64_t size)
 
     if (ftruncate(fd, (off_t)(n_clusters * QCOW2_CLUSTER)) == -1 ||
         pwrite_all(fd, hdr, (size_t)off, 0) == -1 ||
-        pwrite_all(fd, reftable, sizeof reftable,
-                   (off_t)(OV_REFTABLE_CLUSTER * QCOW2_CLUSTER)) == -1 ||
+        pwrite_all(fd, reftable, sizeof reftable, (off_t)(OV_REFTABLE_CLUSTER * QCOW2_CLUSTER)) ==
+            -1 ||
         pwrite_all(fd, refblock, (size_t)(2 * n_clusters),
                    (off_t)(OV_REFBLOCK_CLUSTER * QCOW2_CLUSTER)) == -1)
         return -1;
@@ -517,8 +556,8 @@ overlay_write(int fd, const char *base, size_t blen, uint64_t size)
 }
 
 int
-ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64_t size,
-                   int replace, mode_t mode, char *err, size_t errlen)
+ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64_t size, int replace,
+                   mode_t mode, char *err, size_t errlen)
 {
     char tmpname[NAME_MAX + 1];
     CLEANUP_CLOSE int fd = -1;
@@ -541,20 +580,25 @@ ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64_t s
     blen = strlen(base_path);
     if (blen > PPF_QCOW2_BACKING_MAX) {
         errno = ENAMETOOLONG;
-        set_err(err, errlen, "deploy target %s: base path longer than %d bytes, which qcow2 "
-                "cannot hold; keep the prefetch buffer at a shorter path", t->path,
-                PPF_QCOW2_BACKING_MAX);
+        set_err(err, errlen,
+                "deploy target %s: base path longer than %d bytes, which qcow2 "
+                "cannot hold; keep the prefetch buffer at a shorter path",
+                t->path, PPF_QCOW2_BACKING_MAX);
         return -1;
     }
     if (stat(base_path, &st) == -1) {
-        set_err(err, errlen, "deploy target %s: base %s: %s; the prepared image must exist "
-                "before an overlay is made over it", t->path, base_path, strerror(errno));
+        set_err(err, errlen,
+                "deploy target %s: base %s: %s; the prepared image must exist "
+                "before an overlay is made over it",
+                t->path, base_path, strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         errno = EINVAL;
-        set_err(err, errlen, "deploy target %s: base %s is not a regular file or block "
-                "device", t->path, base_path);
+        set_err(err, errlen,
+                "deploy target %s: base %s is not a regular file or block "
+                "device",
+                t->path, base_path);
         return -1;
     }
     if (size > UINT64_MAX - 511) {
@@ -563,11 +607,12 @@ ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64_t s
         return -1;
     }
     size = (size + 511) & ~(uint64_t)511;
-    if (size > INT64_MAX ||
-        (size + QCOW2_L1_COVER - 1) / QCOW2_L1_COVER * 8 > QCOW2_MAX_L1_BYTES) {
+    if (size > INT64_MAX || (size + QCOW2_L1_COVER - 1) / QCOW2_L1_COVER * 8 > QCOW2_MAX_L1_BYTES) {
         errno = EFBIG;
-        set_err(err, errlen, "deploy target %s: a qcow2 overlay of %" PRIu64 " bytes is too "
-                "large (the limit is 2 PiB); deploy as a copy", t->path, size);
+        set_err(err, errlen,
+                "deploy target %s: a qcow2 overlay of %" PRIu64 " bytes is too "
+                "large (the limit is 2 PiB); deploy as a copy",
+                t->path, size);
         return -1;
     }
     if (!replace) {
@@ -634,8 +679,8 @@ copy_range(int sfd, int fd, off_t off, uint64_t n, bool *use_cfr, char **buf)
             }
             if (errno == EINTR)
                 continue;
-            if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP &&
-                errno != EINVAL && errno != EBADF && errno != EPERM)
+            if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL &&
+                errno != EBADF && errno != EPERM)
                 return -1;
             *use_cfr = false;
         }
@@ -746,11 +791,13 @@ ppf_copy_create(const struct ppf_target *t, const char *src_path, int replace, m
     if (fd == -1)
         return -1;
     if (ioctl(fd, FICLONE, sfd) == -1) {
-        if (errno == ENOSPC || errno == EDQUOT || errno == EIO ||
-            ftruncate(fd, 0) == -1 || copy_sparse(sfd, fd, st.st_size) == -1) {
+        if (errno == ENOSPC || errno == EDQUOT || errno == EIO || ftruncate(fd, 0) == -1 ||
+            copy_sparse(sfd, fd, st.st_size) == -1) {
             if (errno == ENODATA)
-                set_err(err, errlen, "deploy target %s: source %s shrank during the copy; "
-                        "nothing was left behind", t->path, src_path);
+                set_err(err, errlen,
+                        "deploy target %s: source %s shrank during the copy; "
+                        "nothing was left behind",
+                        t->path, src_path);
             else
                 report_write_error(t, "copy", err, errlen);
             tmp_discard(t, tmpname);

@@ -28,7 +28,8 @@
  * directories (themselves absolute; compared after realpath() of the
  * ALLOWED dir only), every component from the allowed dir down to the
  * target's parent an existing real directory (no symlink followed), the
- * final name not a symlink.  dirfd is an O_PATH|O_DIRECTORY fd of the
+ * final name not a symlink (nor containing PPF_MATERIALIZE_TMP_INFIX,
+ * which is reserved for temporary files).  dirfd is an O_PATH|O_DIRECTORY fd of the
  * parent, opened component by component with O_NOFOLLOW, so later steps
  * use *at() calls and cannot be redirected by a concurrent symlink swap.
  * path is the target as given; name its last component.
@@ -73,8 +74,8 @@ int ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64
  * mode, the return value and the clean-up on failure (ENOSPC included)
  * as for ppf_overlay_create.
  */
-int ppf_copy_create(const struct ppf_target *t, const char *src_path, int replace,
-                    mode_t mode, char *err, size_t errlen);
+int ppf_copy_create(const struct ppf_target *t, const char *src_path, int replace, mode_t mode,
+                    char *err, size_t errlen);
 
 /* Reads a qcow2 file's backing file name into name (len bytes, NUL
  * terminated).  1 if path is a qcow2 (v2 or v3) with a backing file, 0 if

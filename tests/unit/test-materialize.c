@@ -29,16 +29,16 @@
 
 #include "peripheral/materialize.h"
 
-static char root[256];     /* the private tree */
-static char allowed[300];  /* root/allowed: the one deploy directory */
-static char other[300];    /* root/other: outside it */
-static char mnt[300];      /* root/mnt: a small tmpfs, when mounted */
+static char root[256];    /* the private tree */
+static char allowed[300]; /* root/allowed: the one deploy directory */
+static char other[300];   /* root/other: outside it */
+static char mnt[300];     /* root/mnt: a small tmpfs, when mounted */
 static int mounted;
 static const char *allow[1];
 static char err[1024];
 
-static void
-pathf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void pathf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 pathf(char *buf, size_t len, const char *fmt, ...)
@@ -263,6 +263,14 @@ test_resolve_rejects_syntax(void **state)
     resolve_fails("/", EINVAL);
     pathf(p, sizeof p, "%s/di\nsk", allowed);
     resolve_fails(p, EINVAL);
+    pathf(p, sizeof p, "%s/.disk" PPF_MATERIALIZE_TMP_INFIX "0000abcd", allowed);
+    resolve_fails(p, EINVAL);
+    {
+        struct ppf_target t;
+
+        assert_int_equal(ppf_target_resolve(allowed, allow, 1, NULL, err, sizeof err), -1);
+        assert_int_equal(ppf_target_resolve("/x", NULL, 1, &t, err, sizeof err), -1);
+    }
     {
         char longp[700];
         int n = snprintf(longp, sizeof longp, "%s/", allowed);
@@ -507,7 +515,7 @@ static void
 test_overlay_errors(void **state)
 {
     char p[600], base[600], longb[1100];
-    struct ppf_target t, none = { .dirfd = -1 };
+    struct ppf_target t, none = {.dirfd = -1};
 
     (void)state;
     pathf(base, sizeof base, "%s/base-e.raw", other);
@@ -516,8 +524,7 @@ test_overlay_errors(void **state)
     resolve_ok(p, &t);
     assert_int_equal(ppf_overlay_create(&t, "relative.raw", 1, 0, 0, err, sizeof err), -1);
     assert_int_equal(ppf_overlay_create(&t, NULL, 1, 0, 0, err, sizeof err), -1);
-    assert_int_equal(ppf_overlay_create(&t, "/nonexistent/ppf.raw", 1, 0, 0, err, sizeof err),
-                     -1);
+    assert_int_equal(ppf_overlay_create(&t, "/nonexistent/ppf.raw", 1, 0, 0, err, sizeof err), -1);
     assert_non_null(strstr(err, "must exist"));
     assert_int_equal(ppf_overlay_create(&t, other, 1, 0, 0, err, sizeof err), -1);
     memset(longb, 'b', sizeof longb - 1);
@@ -666,6 +673,53 @@ test_enospc(void **state)
     assert_int_equal(ppf_target_resolve(p, a, 1, &t, err, sizeof err), 0);
     assert_int_equal(ppf_overlay_create(&t, base, 1 << 30, 0, 0, err, sizeof err), 0);
     ppf_target_close(&t);
+    assert_int_equal(count_tmp(mnt), 0);
+}
+
+/* A copy onto another filesystem (ext4 or whatever TMPDIR is, to tmpfs):
+ * copy_file_range says EXDEV there, so the read/write path runs, which
+ * must keep holes and turn written zero blocks into holes too. */
+static void
+test_copy_cross_fs(void **state)
+{
+    char p[600], src[600];
+    const char *a[1];
+    struct ppf_target t;
+    struct stat ss, cs;
+    int fd;
+
+    (void)state;
+    if (!mount_small_tmpfs()) {
+        printf("# cannot mount a tmpfs (needs root): cross-filesystem copy skipped\n");
+        skip();
+    }
+    a[0] = mnt;
+    pathf(src, sizeof src, "%s/xfs-src.raw", other);
+    make_sparse(src, 4 << 20);
+    write_at(src, 0, 8192, 6);
+    write_at(src, 1 << 20, 4096, 7);
+    write_at(src, (4 << 20) - 10, 10, 8);
+    fd = open(src, O_WRONLY);
+    assert_true(fd >= 0);
+    {
+        static const char zeros[65536];
+
+        assert_int_equal(pwrite(fd, zeros, sizeof zeros, 2 << 20), (ssize_t)sizeof zeros);
+    }
+    close(fd);
+    pathf(p, sizeof p, "%s/xcopy", mnt);
+    assert_int_equal(ppf_target_resolve(p, a, 1, &t, err, sizeof err), 0);
+    if (ppf_copy_create(&t, src, 0, 0, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    ppf_target_close(&t);
+    assert_true(same_content(src, p));
+    assert_int_equal(stat(src, &ss), 0);
+    assert_int_equal(stat(p, &cs), 0);
+    printf("# cross-fs copy st_blocks: source %lld (with 64 KiB of written zeros), copy %lld\n",
+           (long long)ss.st_blocks, (long long)cs.st_blocks);
+    assert_true(cs.st_blocks < ss.st_blocks);
+    assert_true(cs.st_blocks * 512 <= 32 * 1024);
+    assert_int_equal(unlink(p), 0);
     assert_int_equal(count_tmp(mnt), 0);
 }
 
@@ -842,7 +896,7 @@ static void
 time_overlays(const char *dir, const char *base, int n, double wall[2], double cpu[2])
 {
     double w[64], c[64];
-    const char *a[1] = { dir };
+    const char *a[1] = {dir};
 
     assert_true(n <= 64);
     for (int i = 0; i < n; i++) {
@@ -854,8 +908,7 @@ time_overlays(const char *dir, const char *base, int n, double wall[2], double c
         assert_int_equal(ppf_target_resolve(p, a, 1, &t, err, sizeof err), 0);
         clock_gettime(CLOCK_MONOTONIC, &w0);
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-        assert_int_equal(ppf_overlay_create(&t, base, (uint64_t)1 << 40, 0, 0, err, sizeof err),
-                         0);
+        assert_int_equal(ppf_overlay_create(&t, base, (uint64_t)1 << 40, 0, 0, err, sizeof err), 0);
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
         clock_gettime(CLOCK_MONOTONIC, &w1);
         ppf_target_close(&t);
@@ -883,16 +936,20 @@ test_overlay_timing(void **state)
 
     time_overlays(allowed, base, 21, wall, cpu);
     printf("# 1 TiB overlay on the test filesystem, fsync included: wall median %.3f ms "
-           "max %.3f ms; CPU median %.3f ms max %.3f ms\n", wall[0], wall[1], cpu[0], cpu[1]);
-    /* CPU (which excludes waiting for the disk) must be well under 1 ms;
-     * wall with fsync depends on the disk, so only a loose bound here. */
-    assert_true(cpu[0] < 1.0);
+           "max %.3f ms; CPU median %.3f ms max %.3f ms\n",
+           wall[0], wall[1], cpu[0], cpu[1]);
+    /* Here the CPU time includes the kernel's share of the two fsyncs and
+     * the wall time waits for the disk: loose bounds only.  The module's
+     * own cost is the tmpfs figure below. */
+    assert_true(cpu[0] < 5.0);
     assert_true(wall[0] < 1000.0);
 
     if (mount_small_tmpfs()) {
         time_overlays(mnt, base, 21, wall, cpu);
         printf("# 1 TiB overlay on tmpfs (fsync is free): wall median %.3f ms max %.3f ms; "
-               "CPU median %.3f ms\n", wall[0], wall[1], cpu[0]);
+               "CPU median %.3f ms\n",
+               wall[0], wall[1], cpu[0]);
+        assert_true(cpu[0] < 1.0);
         assert_true(wall[0] < 5.0);
     } else {
         printf("# no tmpfs: the fsync-free timing is skipped\n");
@@ -913,6 +970,7 @@ main(void)
         cmocka_unit_test(test_overlay_errors),
         cmocka_unit_test(test_copy_sparse),
         cmocka_unit_test(test_enospc),
+        cmocka_unit_test(test_copy_cross_fs),
         cmocka_unit_test(test_backing_reader),
         cmocka_unit_test(test_overlay_timing),
     };
