@@ -2,7 +2,9 @@
  * emulates one (--emulate, the default): it creates the device window,
  * listens for host clients on the device socket and serves their queue
  * pairs until SIGTERM.  Daemonizes unless --foreground; the pidfile is
- * written only once clients can attach, so scripts can wait for it.
+ * written only once clients can attach, so scripts can wait for it.  The
+ * window carries a metrics ring (§6) that ppfd fills and the monitor reads
+ * at every poll of the core.
  */
 #include <config.h>
 
@@ -21,10 +23,12 @@
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "peripheral/core.h"
 #include "peripheral/emu_server.h"
 #include "peripheral/firmware.h"
+#include "peripheral/monitor.h"
 #include "ppf/ppf.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/ppf"
@@ -32,6 +36,36 @@
 
 static volatile int stop_flag;
 static struct ppf_core *the_core;
+
+/* The firmware's command ops, with the monitor's poll and counters added. */
+static struct ppf_core_cmd_ops fw_ops;
+static struct ppf_monitor *the_monitor;
+
+static unsigned
+main_poll(void *opaque)
+{
+    (void)opaque;
+    /* new samples are not commands: they do not keep the core spinning */
+    ppf_monitor_poll(the_monitor);
+    return fw_ops.poll ? fw_ops.poll(fw_ops.opaque) : 0;
+}
+
+static void
+main_stats(void *opaque, struct ppf_attr_writer *w)
+{
+    (void)opaque;
+    if (fw_ops.stats)
+        fw_ops.stats(fw_ops.opaque, w);
+    ppf_monitor_stats(the_monitor, w);
+}
+
+static enum ppf_status_code
+main_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
+          uint8_t *out, uint32_t *result, uint32_t *out_len)
+{
+    (void)opaque;
+    return fw_ops.exec(fw_ops.opaque, qid, e, in, out, result, out_len);
+}
 
 static void
 on_signal(int sig)
@@ -62,6 +96,8 @@ usage(FILE *fp)
 "  --slot-size BYTES     payload bytes per command, multiple of 4096\n"
 "                        (4KiB..1MiB, default 64KiB)\n"
 "  --poll-us N           spin this long when idle before sleeping (default 50)\n"
+"  --metrics-records N   records in the host metrics ring, a power of two\n"
+"                        (2..1048576, default 64; 0: no ring)\n"
 "  --group NAME          open the device to this group if it exists (default ppf)\n"
 "  --log-level LEVEL     error, warn, info or debug (default info)\n"
 "  -v, --verbose         same as --log-level debug\n"
@@ -84,7 +120,7 @@ int
 main(int argc, char **argv)
 {
     enum { OPT_DEV = 256, OPT_STATE, OPT_FG, OPT_LOGFILE, OPT_PID, OPT_EWP, OPT_QUEUES, OPT_QSIZE,
-           OPT_SLOTS, OPT_SLOTSIZE, OPT_POLL, OPT_GROUP, OPT_EMU, OPT_LOG };
+           OPT_SLOTS, OPT_SLOTSIZE, OPT_POLL, OPT_GROUP, OPT_EMU, OPT_LOG, OPT_METRICS };
     static const struct option opts[] = {
         { "emulate", no_argument, NULL, OPT_EMU },
         { "dev", required_argument, NULL, OPT_DEV },
@@ -98,6 +134,7 @@ main(int argc, char **argv)
         { "slots", required_argument, NULL, OPT_SLOTS },
         { "slot-size", required_argument, NULL, OPT_SLOTSIZE },
         { "poll-us", required_argument, NULL, OPT_POLL },
+        { "metrics-records", required_argument, NULL, OPT_METRICS },
         { "group", required_argument, NULL, OPT_GROUP },
         { "log-level", required_argument, NULL, OPT_LOG },
         { "verbose", no_argument, NULL, 'v' },
@@ -111,13 +148,15 @@ main(int argc, char **argv)
     int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, c;
     struct ppf_core_config cfg;
     struct ppf_fw *fw = NULL;
-    struct ppf_core_cmd_ops fw_ops;
+    struct ppf_core_cmd_ops ops;
+    struct ppf_regs layout;
     struct emu_server *srv = NULL;
     struct sigaction sa;
     char serial[64];
     int ready_fd = -1;
     pid_t parent = getppid();
     uint64_t v, win_size;
+    uint32_t metrics_records = PPF_METRICS_DEFAULT_RECORDS;
 
     ppf_core_config_default(&cfg);
     while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
@@ -164,6 +203,13 @@ main(int argc, char **argv)
                 return bad_option("--poll-us", optarg, "microseconds from 0 to 10000000");
             cfg.poll_us = (int)v;
             break;
+        case OPT_METRICS:
+            if (ppf_parse_u64(optarg, 0, PPF_METRICS_MAX_RECORDS, &v) < 0 || v == 1 ||
+                (v & (v - 1)))
+                return bad_option("--metrics-records", optarg,
+                                  "0 or a power of two from 2 to 1048576");
+            metrics_records = (uint32_t)v;
+            break;
         case OPT_GROUP: group = optarg; break;
         case OPT_LOG:
             level = ppf_log_level_parse(optarg);
@@ -205,6 +251,10 @@ main(int argc, char **argv)
         return 1;
 
     cfg.features = PPF_FEAT_EMULATED | PPF_FEAT_FUTEX_IRQ;
+    if (metrics_records) {
+        cfg.features |= PPF_FEAT_METRICS;
+        cfg.metrics_size = ppf_metrics_ring_size(metrics_records);
+    }
     cfg.device_pid = (uint32_t)getpid();
     cfg.state_dir = state_dir;
     {
@@ -231,8 +281,26 @@ main(int argc, char **argv)
         ppf_fw_free(fw);
         return 1;
     }
+    /* the ring lies in the zeroed window the core was given; hosts cannot
+     * attach before emu_server_start */
+    if (metrics_records &&
+        (ppf_window_layout(&layout, cfg.num_qps, cfg.qsize, cfg.slots, cfg.slot_size,
+                           cfg.metrics_size) == 0 ||
+         ppf_monitor_new((uint8_t *)emu_server_window(srv) + layout.metrics_off,
+                         layout.metrics_size, &the_monitor) < 0)) {
+        ppf_core_shutdown(the_core);
+        emu_server_free(srv);
+        ppf_fw_free(fw);
+        ppf_core_free(the_core);
+        return 1;
+    }
     fw_ops = ppf_fw_cmd_ops(fw);
-    ppf_core_set_cmd_ops(the_core, &fw_ops);
+    ops = fw_ops;
+    ops.poll = main_poll;
+    ops.stats = main_stats;
+    ops.exec = main_exec;
+    ops.opaque = NULL;
+    ppf_core_set_cmd_ops(the_core, &ops);
     ppf_fw_attach(fw, the_core);        /* a broken buffer is reported, not fatal */
 
     memset(&sa, 0, sizeof sa);
@@ -247,6 +315,7 @@ main(int argc, char **argv)
         emu_server_free(srv);
         ppf_fw_free(fw);
         ppf_core_free(the_core);
+        ppf_monitor_free(the_monitor);
         return 1;
     }
     ppf_info("main", "ready: %u queue pairs of %u entries, %u slots of %u bytes; "
@@ -260,6 +329,7 @@ main(int argc, char **argv)
     emu_server_free(srv);
     ppf_fw_free(fw);            /* stops its workers before the core goes */
     ppf_core_free(the_core);
+    ppf_monitor_free(the_monitor);
     if (pidfile)
         unlink(pidfile);
     ppf_info("main", "stopped");

@@ -2,8 +2,10 @@
  * start and on every SIGHUP it reads the YAML policy file, checks it, and
  * sends it to the peripheral with CONFIGURE; an invalid file is reported
  * (every problem, FILE:LINE:COLUMN) and changes nothing; an unreachable
- * peripheral is retried until it answers.  The libvirt plugin and the
- * metrics agent join it in later issues.
+ * peripheral is retried until it answers.  It is also the metrics agent:
+ * it samples the host at the policy's monitoring.interval and writes the
+ * samples into the metrics ring of the device window (§6), re-attaching
+ * whenever the peripheral restarts.  The libvirt plugin joins it later.
  */
 #include <config.h>
 
@@ -13,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "plugin/metrics.h"
 #include "plugin/policy-send.h"
 #include "policy/policy.h"
 #include "ppf/ppf.h"
@@ -32,7 +37,24 @@ struct ppfd {
     struct ppf_policy *policy;  /* the last valid policy read */
     int pending;                /* read but not yet accepted by the peripheral */
     int device_down;            /* the last attempt could not reach it */
+    /* the metrics agent */
+    struct ppf_sampler *sampler;
+    struct ppf_dev *mdev;       /* device whose ring we write; NULL if detached */
+    struct ppf_metrics_writer mw;
+    uint64_t interval_ms;       /* monitoring.interval; 0: off */
+    uint32_t metrics;           /* monitoring.metrics, PPF_METRIC_* */
+    uint64_t next_sample_ns, next_attach_ns;
+    int ring_warned;            /* the last attach failure was reported */
 };
+
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void
 usage(FILE *fp)
@@ -131,6 +153,135 @@ ppfd_apply(struct ppfd *d)
     ppf_dev_close(dev);
 }
 
+/* Takes monitoring.* from the policy read (the defaults if none was). */
+static void
+ppfd_metrics_config(struct ppfd *d)
+{
+    struct ppf_policy *def = NULL;
+    const struct ppf_policy *p = d->policy;
+    uint64_t old = d->interval_ms;
+
+    if (!p)
+        p = def = ppf_policy_new();
+    if (p) {
+        d->interval_ms = p->monitoring.interval_ms;
+        d->metrics = p->monitoring.metrics & PPF_METRIC__ALL;
+    }
+    ppf_policy_free(def);
+    if (d->interval_ms && d->interval_ms < 10)
+        d->interval_ms = 10;    /* the policy checks this; a floor anyway */
+    if (d->interval_ms > UINT32_MAX)
+        d->interval_ms = UINT32_MAX;
+    if (d->interval_ms != old && d->interval_ms && d->metrics)
+        ppf_info("metrics", "sampling every %llu ms", (unsigned long long)d->interval_ms);
+    else if (d->interval_ms != old)
+        ppf_info("metrics", "monitoring is off in the policy");
+    d->next_sample_ns = mono_ns();
+}
+
+static void
+ppfd_metrics_detach(struct ppfd *d)
+{
+    ppf_metrics_writer_detach(&d->mw);
+    ppf_dev_close(d->mdev);
+    d->mdev = NULL;
+}
+
+/* Opens the device and claims its metrics ring; 0 or -1 (reported once
+ * per run of failures). */
+static int
+ppfd_metrics_attach(struct ppfd *d)
+{
+    struct ppf_regs regs;
+    struct ppf_dev *dev;
+    struct ppf_dev_info info;
+    uint8_t *win;
+    uint64_t size;
+    uint32_t holder;
+    char why[256];
+    int rc;
+
+    if (ppf_dev_open(d->device, &dev) < 0) {
+        if (!d->ring_warned)
+            ppf_debug("metrics", "%s; will retry every %d s", ppf_error(), RETRY_S);
+        d->ring_warned = 1;
+        return -1;
+    }
+    ppf_dev_get_info(dev, &info);
+    win = ppf_dev_window(dev, &size);
+    memcpy(&regs, win, sizeof regs);    /* one copy, checked: the device is not trusted */
+    if (!(regs.features & PPF_FEAT_METRICS) || regs.metrics_off == 0) {
+        snprintf(why, sizeof why, "the peripheral has no metrics ring; samples are not "
+                 "sent (upgrade ppf-peripheral)");
+        rc = -1;
+    } else if (ppf_window_check(&regs, size, why, sizeof why) < 0) {
+        rc = -1;
+    } else {
+        rc = ppf_metrics_writer_attach(&d->mw, win + regs.metrics_off, regs.metrics_size,
+                                       (uint32_t)getpid(), &holder, why, sizeof why);
+        /* a producer that died without letting go is taken over */
+        if (rc == -2 && kill((pid_t)holder, 0) < 0 && errno == ESRCH &&
+            ppf_metrics_writer_steal(&d->mw, holder) == 0) {
+            ppf_info("metrics", "%s: took the metrics ring over from dead producer pid %u",
+                     info.path, holder);
+            rc = 0;
+        }
+        if (rc == -2)
+            strncat(why, "; is another ppfd running?", sizeof why - strlen(why) - 1);
+    }
+    if (rc < 0) {
+        if (!d->ring_warned)
+            ppf_warn("metrics", "%s: %s", info.path, why);
+        d->ring_warned = 1;
+        ppf_metrics_writer_detach(&d->mw);
+        ppf_dev_close(dev);
+        return -1;
+    }
+    d->mdev = dev;
+    d->ring_warned = 0;
+    ppf_info("metrics", "%s: writing samples every %llu ms into its metrics ring (%u "
+             "records)", info.path, (unsigned long long)d->interval_ms, d->mw.nrecs);
+    return 0;
+}
+
+/* Takes and publishes a sample if one is due; re-attaches to a restarted
+ * peripheral. */
+static void
+ppfd_metrics_tick(struct ppfd *d, uint64_t now)
+{
+    struct ppf_metrics_rec rec;
+
+    if (!d->interval_ms || !d->metrics) {
+        if (d->mdev)
+            ppfd_metrics_detach(d);
+        return;
+    }
+    if (now < d->next_sample_ns)
+        return;
+    d->next_sample_ns += d->interval_ms * 1000000u;
+    if (d->next_sample_ns <= now)
+        d->next_sample_ns = now + d->interval_ms * 1000000u;
+    if (d->mdev && ppf_dev_check_alive(d->mdev) < 0) {
+        ppf_info("metrics", "%s; will re-attach when it is back", ppf_error());
+        ppfd_metrics_detach(d);
+        d->next_attach_ns = now + RETRY_S * 1000000000ull;
+        return;
+    }
+    if (!d->mdev) {
+        if (now < d->next_attach_ns)
+            return;
+        d->next_attach_ns = now + RETRY_S * 1000000000ull;
+        if (ppfd_metrics_attach(d) < 0)
+            return;
+    }
+    ppf_sampler_sample(d->sampler, d->metrics, (uint32_t)d->interval_ms, &rec);
+    if (ppf_metrics_writer_put(&d->mw, &rec) < 0) {
+        ppf_warn("metrics", "another producer took the metrics ring over; stopping "
+                 "(is another ppfd running?)");
+        ppfd_metrics_detach(d);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -155,6 +306,7 @@ main(int argc, char **argv)
     pid_t parent = getppid();
     sigset_t set;
     int running = 1;
+    uint64_t next_retry;
 
     while ((o = getopt_long(argc, argv, "p:d:vhV", opts, NULL)) != -1) {
         switch (o) {
@@ -194,6 +346,12 @@ main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &set, NULL);
 
     ppfd_apply(&d);
+    d.sampler = ppf_sampler_new();
+    if (!d.sampler) {
+        ppf_policy_free(d.policy);
+        return 1;
+    }
+    ppfd_metrics_config(&d);
     if (pidfile && ppf_write_pidfile(pidfile) < 0) {
         ppf_policy_free(d.policy);
         return 1;
@@ -202,25 +360,42 @@ main(int argc, char **argv)
              d.device ? d.device : "auto");
     ppf_daemon_ready(ready_fd);
 
+    next_retry = mono_ns() + RETRY_S * 1000000000ull;
     while (running) {
-        struct timespec ts = { RETRY_S, 0 };
-        int sig = sigtimedwait(&set, NULL, &ts);
+        uint64_t now = mono_ns(), until = next_retry;
+        struct timespec ts;
+        int sig;
 
+        ppfd_metrics_tick(&d, now);
+        if (d.interval_ms && d.metrics && d.next_sample_ns < until)
+            until = d.next_sample_ns;
+        now = mono_ns();
+        until = until > now ? until - now : 0;
+        ts.tv_sec = (time_t)(until / 1000000000u);
+        ts.tv_nsec = (long)(until % 1000000000u);
+        sig = sigtimedwait(&set, NULL, &ts);
         switch (sig) {
         case SIGHUP:
             ppf_info("main", "SIGHUP: re-reading %s", d.policy_file);
-            if (ppfd_read_policy(&d, 0) > 0)
+            if (ppfd_read_policy(&d, 0) > 0) {
                 ppfd_apply(&d);
+                ppfd_metrics_config(&d);
+            }
             break;
         case SIGTERM:
         case SIGINT:
             running = 0;
             break;
         default:
-            ppfd_apply(&d);     /* retry a pending policy */
+            if (mono_ns() >= next_retry) {
+                ppfd_apply(&d);     /* retry a pending policy */
+                next_retry = mono_ns() + RETRY_S * 1000000000ull;
+            }
             break;
         }
     }
+    ppfd_metrics_detach(&d);
+    ppf_sampler_free(d.sampler);
     ppf_info("main", "stopped");
     ppf_policy_free(d.policy);
     if (pidfile)

@@ -290,6 +290,75 @@ enum ppf_fw_stat {
     PPF_STAT_FW__MAX
 };
 
+/* §6 Metrics ring: at regs.metrics_off when PPF_FEAT_METRICS is set.  A
+ * 128-byte header, then nrecs 128-byte records (nrecs a power of two).  The
+ * device writes the header's identification once; the one host producer
+ * (ppfd) claims `producer` by compare-and-swap (0 -> its pid), writes the
+ * record of sequence `head` at index head % nrecs under the record's
+ * seqlock, then stores head + 1 with release ordering.  The device's
+ * monitor keeps its own tail and geometry and checks every record. */
+#define PPF_METRICS_MAGIC        0x4d465050u /* "PPFM" read as little-endian */
+#define PPF_METRICS_VERSION      1u
+#define PPF_METRICS_HDR_SIZE     128u
+#define PPF_METRICS_REC_SIZE     128u
+#define PPF_METRICS_MIN_RECORDS  2u
+#define PPF_METRICS_MAX_RECORDS  (1u << 20)
+#define PPF_METRICS_DEFAULT_RECORDS 64u
+
+struct ppf_metrics_hdr {
+    uint32_t magic;             /* 0x00 RO PPF_METRICS_MAGIC */
+    uint32_t version;           /* 0x04 RO PPF_METRICS_VERSION */
+    uint32_t rec_size;          /* 0x08 RO PPF_METRICS_REC_SIZE */
+    uint32_t nrecs;             /* 0x0c RO records in the ring, 2^n */
+    uint32_t producer;          /* 0x10 host CAS: pid of the producer, 0 = none */
+    uint32_t reserved0;         /* 0x14 */
+    uint8_t  pad0[0x40 - 0x18];
+    uint64_t head;              /* 0x40 host sequence of the next record written */
+    uint8_t  pad1[0x80 - 0x48];
+};
+
+/* §6.2 Record flags: bits 0-4 say which PPF_METRIC_* groups (policy/policy.h
+ * order: cpu, memory, pressure, disk, net) hold a value in this record. */
+#define PPF_MREC_CPU             (1u << 0)
+#define PPF_MREC_MEMORY          (1u << 1)
+#define PPF_MREC_PRESSURE        (1u << 2)
+#define PPF_MREC_DISK            (1u << 3)
+#define PPF_MREC_NET             (1u << 4)
+#define PPF_MREC_NO_PSI          (1u << 8)   /* host has no /proc/pressure: psi_* are 0 */
+#define PPF_MREC__KNOWN          0x11fu
+
+#define PPF_MREC_MAX_PERMILLE    1000u
+#define PPF_MREC_MAX_PSI         10000u      /* avg10 in hundredths of a percent */
+
+struct ppf_metrics_rec {
+    uint32_t seq;               /* 0x00 seqlock: odd while being written */
+    uint32_t flags;             /* 0x04 PPF_MREC_* */
+    uint64_t index;             /* 0x08 this record's sequence (head when written) */
+    uint64_t time_ns;           /* 0x10 CLOCK_REALTIME of the sample */
+    uint32_t interval_ms;       /* 0x18 sampling interval in force */
+    uint16_t cpu_busy;          /* 0x1c per mille of all CPUs, since the last sample */
+    uint16_t mem_used;          /* 0x1e per mille of MemTotal not available */
+    uint64_t mem_avail;         /* 0x20 bytes (MemAvailable) */
+    uint16_t psi_cpu;           /* 0x28 "some" avg10, 0.01 % units */
+    uint16_t psi_mem;           /* 0x2a */
+    uint16_t psi_io;            /* 0x2c */
+    uint16_t reserved0;         /* 0x2e */
+    uint64_t disk_read_bps;     /* 0x30 whole disks, bytes per second */
+    uint64_t disk_write_bps;    /* 0x38 */
+    uint64_t net_rx_bps;        /* 0x40 all interfaces but lo, bytes per second */
+    uint64_t net_tx_bps;        /* 0x48 */
+    uint8_t  reserved1[0x80 - 0x50];
+};
+
+/* §6.3 The monitor's counters, in GET_STATS after the firmware's. */
+enum ppf_metrics_stat {
+    PPF_STAT_METRICS_RECORDS = 48,  /* valid records read */
+    PPF_STAT_METRICS_DROPPED = 49,  /* overwritten before they were read */
+    PPF_STAT_METRICS_INVALID = 50,  /* torn or failing the checks: skipped */
+    PPF_STAT_METRICS_PRODUCER = 51, /* pid of the producer of the last record */
+    PPF_STAT_METRICS__MAX
+};
+
 /* §7 Emulated transport: the message a client receives on connecting to
  * the device socket, with the window's memfd attached (SCM_RIGHTS). */
 struct ppf_emu_hello {
