@@ -238,7 +238,7 @@ ppf_opcode_name(unsigned op)
     }
 }
 
-static const char *const stat_names[PPF_STAT__MAX] = {
+static const char *const stat_names[PPF_STAT_METRICS__MAX] = {
     [PPF_STAT_UPTIME_MS] = "uptime_ms",
     [PPF_STAT_COMMANDS] = "commands",
     [PPF_STAT_ERRORS] = "errors",
@@ -254,12 +254,30 @@ static const char *const stat_names[PPF_STAT__MAX] = {
     [PPF_STAT_OP_NOP] = "op_nop",
     [PPF_STAT_OP_IDENTIFY] = "op_identify",
     [PPF_STAT_OP_GET_STATS] = "op_get_stats",
+    [PPF_STAT_DEPLOYS] = "deploys",
+    [PPF_STAT_HITS] = "hits",
+    [PPF_STAT_INFLIGHT_HITS] = "inflight_hits",
+    [PPF_STAT_MISSES] = "misses",
+    [PPF_STAT_DEPLOY_ERRORS] = "deploy_errors",
+    [PPF_STAT_PREFETCHES] = "prefetches",
+    [PPF_STAT_PREFETCH_BYTES] = "prefetch_bytes",
+    [PPF_STAT_DEMAND_BYTES] = "demand_bytes",
+    [PPF_STAT_FETCH_ERRORS] = "fetch_errors",
+    [PPF_STAT_EVICTIONS] = "evictions",
+    [PPF_STAT_WASTED_BYTES] = "wasted_bytes",
+    [PPF_STAT_BUFFER_USED] = "buffer_used",
+    [PPF_STAT_BUFFER_CAPACITY] = "buffer_capacity",
+    [PPF_STAT_BUFFER_ENTRIES] = "buffer_entries",
+    [PPF_STAT_METRICS_RECORDS] = "metrics_records",
+    [PPF_STAT_METRICS_DROPPED] = "metrics_dropped",
+    [PPF_STAT_METRICS_INVALID] = "metrics_invalid",
+    [PPF_STAT_METRICS_PRODUCER] = "metrics_producer",
 };
 
 const char *
 ppf_stat_name(unsigned stat)
 {
-    return stat < PPF_STAT__MAX && stat_names[stat] ? stat_names[stat] : NULL;
+    return stat < PPF_STAT_METRICS__MAX && stat_names[stat] ? stat_names[stat] : NULL;
 }
 
 static uint64_t

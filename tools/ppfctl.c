@@ -183,7 +183,7 @@ cmd_status(struct ctl *c, int argc, char **argv)
     struct identity id;
     struct ppf_attr_reader r;
     struct ppf_attr a;
-    uint64_t stats[PPF_STAT__MAX] = { 0 };
+    uint64_t stats[PPF_STAT_METRICS__MAX] = { 0 };
     int r0, k;
 
     if (argc > 1)
@@ -201,7 +201,7 @@ cmd_status(struct ctl *c, int argc, char **argv)
     }
     ppf_attr_reader_init(&r, stbuf, stlen);
     while ((k = ppf_attr_next(&r, &a)) > 0)
-        if (a.type < PPF_STAT__MAX && ppf_attr_get_u64(&a, &stats[a.type]) < 0)
+        if (a.type < PPF_STAT_METRICS__MAX && ppf_attr_get_u64(&a, &stats[a.type]) < 0)
             k = -1;
     if (k < 0) {
         fprintf(stderr, "ppfctl: %s: the peripheral's GET_STATS answer is malformed; "
@@ -234,7 +234,7 @@ cmd_status(struct ctl *c, int argc, char **argv)
         ppf_json_u64(&j, "pid", id.pid);
         ppf_json_end_object(&j);
         ppf_json_begin_object(&j, "stats");
-        for (unsigned s = 1; s < PPF_STAT__MAX; s++)
+        for (unsigned s = 1; s < PPF_STAT_METRICS__MAX; s++)
             if (ppf_stat_name(s))
                 ppf_json_u64(&j, ppf_stat_name(s), stats[s]);
         ppf_json_end_object(&j);
@@ -267,6 +267,20 @@ cmd_status(struct ctl *c, int argc, char **argv)
         printf("interrupts  %llu raised, %llu wake-ups\n",
                (unsigned long long)stats[PPF_STAT_IRQS],
                (unsigned long long)stats[PPF_STAT_WAKEUPS]);
+        printf("deploys     %llu (%llu hits, %llu in flight, %llu misses); buffer %llu entries\n",
+               (unsigned long long)stats[PPF_STAT_DEPLOYS],
+               (unsigned long long)stats[PPF_STAT_HITS],
+               (unsigned long long)stats[PPF_STAT_INFLIGHT_HITS],
+               (unsigned long long)stats[PPF_STAT_MISSES],
+               (unsigned long long)stats[PPF_STAT_BUFFER_ENTRIES]);
+        if (stats[PPF_STAT_METRICS_PRODUCER])
+            printf("host metrics %llu records from pid %llu (%llu dropped, %llu invalid)\n",
+                   (unsigned long long)stats[PPF_STAT_METRICS_RECORDS],
+                   (unsigned long long)stats[PPF_STAT_METRICS_PRODUCER],
+                   (unsigned long long)stats[PPF_STAT_METRICS_DROPPED],
+                   (unsigned long long)stats[PPF_STAT_METRICS_INVALID]);
+        else
+            printf("host metrics none yet (start ppfd)\n");
     }
     return 0;
 }
