@@ -19,5 +19,7 @@ for cmd in status nop policy prefetch deploy release evict buffer stats replay; 
     grep -q "^\.B.*$cmd" "$top_srcdir/docs/ppfctl.8" || fail "ppfctl(8) does not document $cmd"
 done
 ppf-reaper --help | grep -q '^Usage' || fail "ppf-reaper --help"
+ppf-qemu-hook --help | grep -qi '^usage' || fail "ppf-qemu-hook --help"
+[ -f "$top_srcdir/docs/ppf-qemu-hook.8" ] || fail "no ppf-qemu-hook(8)"
 [ -f "$top_srcdir/docs/ppf-policy.5" ] || fail "no ppf-policy(5)"
 echo "ok"

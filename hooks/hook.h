@@ -1,0 +1,65 @@
+/* ppf-qemu-hook's private interface: reading the domain XML libvirt hands
+ * the hook on stdin (bounded) and extracting what a deploy needs from it
+ * (hooks/domxml.c, pure logic, unit-tested without a peripheral), plus the
+ * names the hook's parts share.
+ *
+ * A domain opts in with, in its <metadata>:
+ *   <ppf:deploy xmlns:ppf="urn:ppf:libvirt:1.0" image="NAME" [tenant="T"]
+ *               [ephemeral="yes|no"] [mode="overlay|copy"] [disk="vda"]/>
+ * (schemas/ppf-domain.rng).  Everything else in the domain is libvirt's.
+ */
+#ifndef PPF_HOOK_H
+#define PPF_HOOK_H
+
+#include <stddef.h>
+
+#define PPF_HOOK_NS          "urn:ppf:libvirt:1.0"
+#define PPF_HOOK_XML_MAX     (4u * 1024 * 1024)  /* bytes of domain XML accepted */
+#define PPF_HOOK_NAME_MAX    255                 /* image and tenant names (§5.6) */
+#define PPF_HOOK_PATH_MAX    4095                /* a disk's source file */
+#define PPF_HOOK_DEV_MAX     63                  /* a disk's <target dev=...> */
+#define PPF_HOOK_UUID_LEN    36
+#define PPF_HOOK_ERR_MAX     512
+
+/* What one ppf:deploy asks for.  mode and ephemeral are -1 when the
+ * metadata leaves them to the policy (deploy.mode, deploy.ephemeral). */
+struct ppf_hook_deploy {
+    char uuid[PPF_HOOK_UUID_LEN + 1];
+    char image[PPF_HOOK_NAME_MAX + 1];
+    char tenant[PPF_HOOK_NAME_MAX + 1];         /* "default" unless given */
+    char dev[PPF_HOOK_DEV_MAX + 1];             /* the chosen disk's target dev */
+    char target[PPF_HOOK_PATH_MAX + 1];         /* the chosen disk's source file */
+    int mode;                                   /* -1, 0 overlay, 1 copy */
+    int ephemeral;                              /* -1, 0, 1 */
+};
+
+/* Reads all of fd into a new NUL-terminated buffer (*bufp, the caller
+ * frees it; *lenp its length without the NUL).  Refuses more than max
+ * bytes.  0, or -1 with a one-line message in err (errlen bytes). */
+int ppf_hook_read_all(int fd, size_t max, char **bufp, size_t *lenp, char *err,
+                      size_t errlen);
+
+/* Quick test, no parsing: 0 if buf cannot hold a ppf:deploy element (the
+ * namespace or the element name is absent), 1 if it may.  libvirt writes
+ * the domain XML normalised, so the namespace appears literally. */
+int ppf_hook_maybe_ppf(const char *buf, size_t len);
+
+/* Parses a domain XML (libxml2: no network, no DTD, no entity expansion,
+ * default size limits; a DOCTYPE is refused) and fills *d.  Returns 1 if
+ * the domain carries a valid ppf:deploy, 0 if it carries none (not ppf's),
+ * -1 with a one-line message in err if it is ppf's but unusable or the
+ * XML cannot be read.  *d is cleared on entry. */
+int ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, char *err,
+                          size_t errlen);
+
+/* Releases libxml2's global state at exit (for leak checkers).  With
+ * PPF_HOOK_DLOPEN_XML libxml2 is loaded on the first parse only. */
+void ppf_hook_xml_cleanup(void);
+
+/* 1 if s is an image or tenant name: 1..255 bytes of [A-Za-z0-9._-], not
+ * starting with '.' (never a path), else 0. */
+int ppf_hook_name_ok(const char *s);
+/* 1 if s is a UUID in libvirt's 8-4-4-4-12 hex form, else 0. */
+int ppf_hook_uuid_ok(const char *s);
+
+#endif /* PPF_HOOK_H */

@@ -1,0 +1,619 @@
+/* ppf-qemu-hook: libvirt's qemu hook for ppf (installed in
+ * /etc/libvirt/hooks/qemu.d/).  libvirt runs it as NAME OP SUBOP EXTRA with
+ * the domain XML on stdin and only LC_ALL, PATH and HOME in the
+ * environment.  On "prepare" it deploys the disk a domain's ppf:deploy
+ * metadata asks for (DEPLOY to the peripheral, or on the host with image/
+ * and materialize when the peripheral is down and the policy allows it);
+ * on "release" it unpins what the domain pinned.  Domains without ppf
+ * metadata, and every other operation, exit 0 at once.  It never calls
+ * libvirt (a hook that calls the QEMU driver deadlocks).
+ *
+ * Output: nothing on success (virsh would not show it); on a failed
+ * prepare exactly one line, "ppf: domain NAME: disk PATH: reason", which
+ * virsh prints, and exit 1.  release never fails a stop.
+ *
+ * Two programs are built from this file.  ppf-qemu-hook links only libc,
+ * libxml2 and libppf, because libvirt runs it for every domain and loading
+ * libcurl and GnuTLS alone costs ~18 ms; it deploys through the
+ * peripheral.  When the peripheral cannot be reached it hands the domain
+ * XML (in a memfd on stdin) to ppf-qemu-hook-fallback (built with
+ * PPF_HOOK_FALLBACK_WORKER), which links image/, policy/ and materialize
+ * and deploys on the host.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "hooks/hook.h"
+#include "ppf/ppf.h"
+#include "ppf/protocol.h"
+#ifdef PPF_HOOK_FALLBACK_WORKER
+#include "image/image.h"
+#include "peripheral/materialize.h"
+#include "policy/policy.h"
+#endif
+
+#ifndef PPF_HOOK_FALLBACK_PATH
+#define PPF_HOOK_FALLBACK_PATH "/usr/local/libexec/ppf-qemu-hook-fallback"
+#endif
+#define HOOK_ENV_FALLBACK     "PPF_HOOK_FALLBACK"   /* tests: the worker to run */
+
+#define HOOK_DEFAULT_POLICY   "/etc/ppf/policy.yaml"
+#define HOOK_ENV_POLICY       "PPF_POLICY"
+#define HOOK_DEPLOY_MS        600000      /* a miss fetches the whole image */
+#define HOOK_CLAIM_MS         30000       /* all I/O pairs busy */
+#define HOOK_RELEASE_MS       30000
+#define HOOK_IN_MAX           8192
+#define HOOK_FALLBACK_DIR     "hostfallback"
+
+struct hook {
+    const char *name;           /* the domain, as libvirt named it (argv[1]) */
+    struct ppf_hook_deploy d;
+};
+
+/* The one line virsh shows: "ppf: domain NAME: disk PATH: reason". */
+static void __attribute__((format(printf, 2, 3)))
+hook_fail(const struct hook *h, const char *fmt, ...)
+{
+    char msg[1024], line[1024 + PPF_HOOK_PATH_MAX + 300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (h->d.target[0])
+        snprintf(line, sizeof line, "ppf: domain %.255s: disk %s: %s", h->name, h->d.target,
+                 msg);
+    else
+        snprintf(line, sizeof line, "ppf: domain %.255s: %s", h->name, msg);
+    for (char *p = line; *p; p++)       /* one line, whatever the name holds */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "%s\n", line);
+}
+
+#ifndef PPF_HOOK_FALLBACK_WORKER
+/* The peripheral's one-line reason for a refusal, printable and bounded. */
+static void
+hook_reason(const struct ppf_cmd *cmd, char *buf, size_t len)
+{
+    const unsigned char *p = cmd->out;
+    size_t n = cmd->out_len < len - 1 ? cmd->out_len : len - 1;
+
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
+        n--;
+    if (n < cmd->out_len && n == len - 1) {
+        while (n > 0 && (p[n - 1] & 0xc0) == 0x80)
+            n--;
+        if (n > 0 && p[n - 1] >= 0xc0)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++)
+        buf[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
+    buf[n] = '\0';
+}
+#endif
+
+/* ---- host-side fallback (the peripheral is not running) ----------------- */
+#ifdef PPF_HOOK_FALLBACK_WORKER
+
+/* The policy in force for the fallback: $PPF_POLICY or /etc/ppf/policy.yaml,
+ * the defaults if the file does not exist.  NULL if unusable (reported). */
+static struct ppf_policy *
+hook_policy(const struct hook *h)
+{
+    const char *path = getenv(HOOK_ENV_POLICY);
+    struct ppf_policy_diags diags;
+    struct ppf_policy *p = NULL;
+
+    if (!path || !path[0])
+        path = HOOK_DEFAULT_POLICY;
+    if (access(path, F_OK) < 0 && errno == ENOENT) {
+        if (!(p = ppf_policy_new()))
+            hook_fail(h, "out of memory for the default policy");
+        return p;
+    }
+    ppf_policy_diags_init(&diags);
+    if (ppf_policy_parse_file(path, &p, &diags) < 0) {
+        const struct ppf_policy_diag *g = diags.n ? &diags.v[0] : NULL;
+
+        if (g && g->line)
+            hook_fail(h, "the peripheral is not running and the policy is unusable: "
+                      "%s:%u:%u: %s%s%s", g->file ? g->file : path, g->line, g->column,
+                      g->path ? g->path : "", g->path && g->path[0] ? ": " : "", g->msg);
+        else
+            hook_fail(h, "the peripheral is not running and the policy %s is unusable: %s",
+                      path, g ? g->msg : "unknown error");
+        p = NULL;
+    }
+    ppf_policy_diags_free(&diags);
+    return p;
+}
+
+/* Opens image for tenant t from the first store that has it (as the
+ * peripheral does).  0 and *img, or -1 with msg set. */
+static int
+hook_open_image(const struct ppf_policy *p, const struct ppf_policy_tenant *t,
+                const char *image, struct ppf_img **img, char *msg, size_t msglen)
+{
+    uint8_t key[PPF_IMG_KEY_SIZE];
+    struct ppf_img_err err = { 0 };
+    int have_key = 0, rc = -1;
+
+    *img = NULL;
+    if (t->keyfile) {
+        if (ppf_img_key_load(t->keyfile, key, &err) < 0) {
+            snprintf(msg, msglen, "tenant %s: %s", t->name, err.msg);
+            return -1;
+        }
+        have_key = 1;
+    }
+    snprintf(msg, msglen, "image %s is in none of the policy's stores", image);
+    for (size_t i = 0; i < p->nstores; i++) {
+        const struct ppf_policy_store *s = &p->stores[i];
+        struct ppf_img_open_opts o = { .ca_file = s->ca_file, .pinned_pubkey = s->pinned_cert };
+        char src[PATH_MAX + 300];
+
+        snprintf(src, sizeof src, "%s/%s.ppfi", s->url, image);
+        if (strncmp(s->url, "file://", 7) == 0 && access(src + 7, F_OK) < 0)
+            continue;
+        if (ppf_img_open(src, have_key ? key : NULL, &o, img, &err) == 0) {
+            rc = 0;
+            break;
+        }
+        snprintf(msg, msglen, "%s", err.msg);
+        if (err.code == PPF_IMG_EBAD)
+            break;              /* found, but bad or the wrong key */
+    }
+    if (have_key)
+        ppf_img_wipe(key, sizeof key);
+    return rc;
+}
+
+/* mkdir -p of a directory we own, 0700.  0 or -1 (errno). */
+static int
+hook_mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+
+            *p = '\0';
+            if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+                return -1;
+            *p = c;
+            if (c == '\0')
+                return 0;
+        }
+    }
+}
+
+/* Writes text to path through a temporary file and a rename.  0 or -1. */
+static int
+hook_write_file(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 16];
+    FILE *fp;
+    int fd, ok;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if ((fd = mkstemp(tmp)) < 0)
+        return -1;
+    if (!(fp = fdopen(fd, "w"))) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    ok = fputs(text, fp) >= 0 && fflush(fp) == 0 && fsync(fd) == 0;
+    ok = fclose(fp) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The prepared base for (tenant, image) on the host:
+ * BUFFER/hostfallback/TENANT/IMAGE.raw, unpacked (every chunk and the
+ * content digest verified) unless a copy whose recorded digest and size
+ * match the image's is already there.  Sets base and *size.  0 or -1
+ * (reported). */
+static int
+hook_host_base(const struct hook *h, const struct ppf_policy *p,
+               const struct ppf_policy_tenant *t, char *base, size_t baselen, uint64_t *size)
+{
+    char dir[PATH_MAX], digfile[PATH_MAX + 16], lockfile[PATH_MAX + 16];
+    char hex[2 * PPF_IMG_DIGEST_SIZE + 2], have[sizeof hex + 2], msg[600];
+    struct ppf_img_info info;
+    struct ppf_img_err err = { 0 };
+    struct ppf_img *img;
+    struct stat st;
+    CLEANUP_CLOSE int lockfd = -1;
+    FILE *fp;
+    long nproc;
+
+    if (hook_open_image(p, t, h->d.image, &img, msg, sizeof msg) < 0) {
+        hook_fail(h, "the peripheral is not running; host fallback: %s", msg);
+        return -1;
+    }
+    ppf_img_info(img, &info);
+    *size = info.size;
+    ppf_img_hex(info.digest, sizeof info.digest, hex);
+    strcat(hex, "\n");
+    if (snprintf(dir, sizeof dir, "%s/%s/%s", p->buffer.path, HOOK_FALLBACK_DIR,
+                 t->name) >= (int)sizeof dir ||
+        snprintf(base, baselen, "%s/%s.raw", dir, h->d.image) >= (int)baselen) {
+        hook_fail(h, "host fallback: the path under buffer.path %s is too long",
+                  p->buffer.path);
+        goto fail;
+    }
+    snprintf(digfile, sizeof digfile, "%s.digest", base);
+    snprintf(lockfile, sizeof lockfile, "%s.lock", base);
+    if (hook_mkdirs(dir) < 0) {
+        hook_fail(h, "host fallback: cannot create %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    /* concurrent hooks for one image unpack it once */
+    if ((lockfd = open(lockfile, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0 ||
+        flock(lockfd, LOCK_EX) < 0) {
+        hook_fail(h, "host fallback: cannot lock %s: %s", lockfile, strerror(errno));
+        goto fail;
+    }
+    have[0] = '\0';
+    if ((fp = fopen(digfile, "re"))) {
+        if (!fgets(have, sizeof have, fp))
+            have[0] = '\0';
+        fclose(fp);
+    }
+    if (strcmp(have, hex) == 0 && lstat(base, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size == info.size) {
+        ppf_img_close(img);
+        return 0;               /* already there, from this very image */
+    }
+    unlink(digfile);
+    nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    {
+        struct ppf_img_unpack_opts o = {
+            .threads = nproc < 1 ? 1 : nproc > 8 ? 8 : (unsigned)nproc,
+            .format = PPF_IMG_FORMAT_RAW, .overwrite = 1, .verify_digest = 1,
+        };
+
+        if (ppf_img_unpack(img, base, &o, &err) < 0) {
+            hook_fail(h, "the peripheral is not running; host fallback: %s", err.msg);
+            goto fail;
+        }
+    }
+    if (hook_write_file(digfile, hex) < 0) {
+        hook_fail(h, "host fallback: cannot write %s: %s", digfile, strerror(errno));
+        goto fail;
+    }
+    ppf_img_close(img);
+    return 0;
+fail:
+    ppf_img_close(img);
+    return -1;
+}
+
+/* Deploys on the host with the policy's stores, keys and deploy.dirs.
+ * Returns the exit status. */
+static int
+hook_fallback(const struct hook *h, const char *why)
+{
+    struct ppf_policy *p = hook_policy(h);
+    const struct ppf_policy_tenant *t;
+    struct ppf_target tg = { .dirfd = -1 };
+    char base[PATH_MAX], msg[600];
+    uint64_t size = 0;
+    int ephemeral, mode, ex, rc = 1;
+
+    if (!p)
+        return 1;
+    if (p->deploy.fallback == PPF_FALLBACK_FAIL) {
+        hook_fail(h, "the peripheral is not running and deploy.fallback is fail (%s); "
+                  "start ppf-peripheral", why);
+        goto out;
+    }
+    if (!(t = ppf_policy_find_tenant(p, h->d.tenant))) {
+        hook_fail(h, "the peripheral is not running, and tenant %s is not in the policy; "
+                  "add it under tenants:", h->d.tenant);
+        goto out;
+    }
+    ephemeral = h->d.ephemeral >= 0 ? h->d.ephemeral : p->deploy.ephemeral;
+    mode = h->d.mode >= 0 ? h->d.mode : (int)p->deploy.mode;
+    if (ppf_target_resolve(h->d.target, (const char *const *)p->deploy.dirs, p->deploy.ndirs,
+                           &tg, msg, sizeof msg) < 0) {
+        hook_fail(h, "host fallback: %s", msg);
+        goto out;
+    }
+    if ((ex = ppf_target_exists(&tg)) < 0) {
+        hook_fail(h, "host fallback: cannot check the disk: %s", strerror(errno));
+        goto out;
+    }
+    if (ex == 1 && !ephemeral) {
+        rc = 0;                 /* the user's disk: kept, as the peripheral would */
+        goto out;
+    }
+    if (hook_host_base(h, p, t, base, sizeof base, &size) < 0)
+        goto out;
+    if (mode == PPF_DEPLOY_COPY ?
+        ppf_copy_create(&tg, base, ephemeral, 0600, msg, sizeof msg) :
+        ppf_overlay_create(&tg, base, size, ephemeral, 0600, msg, sizeof msg)) {
+        if (errno == EEXIST && !ephemeral)
+            rc = 0;             /* appeared meanwhile: kept */
+        else
+            hook_fail(h, "host fallback: %s", msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    ppf_target_close(&tg);
+    ppf_policy_free(p);
+    return rc;
+}
+
+#else /* !PPF_HOOK_FALLBACK_WORKER */
+
+/* Runs ppf-qemu-hook-fallback in this process (exec) with the same
+ * arguments, the reason the peripheral is unreachable as a fifth, and the
+ * domain XML on stdin.  Returns only on failure (reported), with 1. */
+static int
+hook_exec_fallback(const struct hook *h, int argc, char **argv, const char *xml,
+                   size_t len, const char *why)
+{
+    const char *worker = getenv(HOOK_ENV_FALLBACK);
+    char *args[7];
+    int fd;
+
+    if (!worker || !worker[0])
+        worker = PPF_HOOK_FALLBACK_PATH;
+    fd = memfd_create("ppf-domain-xml", MFD_CLOEXEC);
+    if (fd < 0) {
+        hook_fail(h, "the peripheral is not running (%s), and the host fallback cannot "
+                  "start: memfd_create: %s", why, strerror(errno));
+        return 1;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, xml + off, len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            hook_fail(h, "the peripheral is not running (%s), and the host fallback cannot "
+                      "start: writing the domain XML: %s", why, strerror(errno));
+            close(fd);
+            return 1;
+        }
+        off += (size_t)n;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, STDIN_FILENO) < 0) {
+        hook_fail(h, "the peripheral is not running (%s), and the host fallback cannot "
+                  "start: %s", why, strerror(errno));
+        close(fd);
+        return 1;
+    }
+    close(fd);
+    args[0] = (char *)worker;
+    for (int i = 1; i < 5; i++)
+        args[i] = i < argc ? argv[i] : (char *)"-";
+    args[5] = (char *)why;
+    args[6] = NULL;
+    execv(worker, args);
+    hook_fail(h, "the peripheral is not running (%s), and the host fallback %s cannot be "
+              "run: %s; reinstall ppf", why, worker, strerror(errno));
+    return 1;
+}
+
+/* ---- talking to the peripheral ------------------------------------------ */
+
+/* Opens the device and claims an I/O pair.  1 if the peripheral cannot be
+ * reached (why set), 0 on success, -1 on another failure (why set). */
+static int
+hook_connect(struct ppf_dev **devp, struct ppf_qp **qpp, char *why, size_t whylen)
+{
+    *qpp = NULL;
+    if (ppf_dev_open(NULL, devp) < 0) {
+        snprintf(why, whylen, "%s", ppf_error());
+        return 1;
+    }
+    if (ppf_qp_claim(*devp, PPF_QP_IO, HOOK_CLAIM_MS, qpp) < 0) {
+        snprintf(why, whylen, "%s", ppf_error());
+        ppf_dev_close(*devp);
+        *devp = NULL;
+        return errno == ENODEV ? 1 : -1;
+    }
+    return 0;
+}
+
+static uint8_t *
+hook_alloc_out(struct ppf_dev *dev, uint32_t *cap)
+{
+    struct ppf_dev_info info;
+
+    ppf_dev_get_info(dev, &info);
+    *cap = info.slot_size;
+    return malloc(*cap ? *cap : 1);
+}
+
+static int
+hook_prepare(struct hook *h, int argc, char **argv, const char *xml, size_t len)
+{
+    struct ppf_dev *dev = NULL;
+    struct ppf_qp *qp = NULL;
+    CLEANUP_FREE uint8_t *out = NULL;
+    struct ppf_dev_info info;
+    struct ppf_attr_writer w;
+    struct ppf_cmd cmd = { .opcode = PPF_OP_DEPLOY };
+    uint8_t in[HOOK_IN_MAX];
+    char why[PPF_HOOK_ERR_MAX];
+    uint32_t cap;
+    int rc = 1, c;
+
+    if ((c = hook_connect(&dev, &qp, why, sizeof why)) == 1)
+        return hook_exec_fallback(h, argc, argv, xml, len, why);
+    if (c < 0) {
+        hook_fail(h, "cannot reach the peripheral: %s", why);
+        return 1;
+    }
+    if (!(out = hook_alloc_out(dev, &cap))) {
+        hook_fail(h, "out of memory");
+        goto out;
+    }
+    ppf_attr_writer_init(&w, in, sizeof in);
+    ppf_attr_put_str(&w, PPF_A_IMAGE, h->d.image);
+    ppf_attr_put_str(&w, PPF_A_TENANT, h->d.tenant);
+    ppf_attr_put_str(&w, PPF_A_DOMAIN, h->d.uuid);
+    ppf_attr_put_str(&w, PPF_A_TARGET, h->d.target);
+    if (h->d.mode >= 0)
+        ppf_attr_put_u32(&w, PPF_A_MODE, (uint32_t)h->d.mode);
+    if (h->d.ephemeral >= 0)
+        ppf_attr_put_u32(&w, PPF_A_EPHEMERAL, (uint32_t)h->d.ephemeral);
+    ppf_dev_get_info(dev, &info);
+    if (w.overflow || w.len > info.slot_size) {
+        hook_fail(h, "the DEPLOY request does not fit the peripheral's %u-byte command slot; "
+                  "use a shorter path", info.slot_size);
+        goto out;
+    }
+    cmd.in = w.buf;
+    cmd.in_len = (uint32_t)w.len;
+    cmd.out = out;
+    cmd.out_cap = cap;
+    if (ppf_exec(qp, &cmd, HOOK_DEPLOY_MS) < 0) {
+        hook_fail(h, "deploying image %s: %s", h->d.image, ppf_error());
+        goto out;
+    }
+    if (cmd.status == PPF_SC_SUCCESS || cmd.status == PPF_SC_EXISTS) {
+        /* EXISTS: the disk is there and the deploy is not ephemeral, e.g.
+         * a persistent domain restarting: it is the user's disk, keep it */
+        rc = 0;
+        goto out;
+    }
+    hook_reason(&cmd, why, sizeof why);
+    if (why[0])
+        hook_fail(h, "%s (%s)", why, ppf_status_text(cmd.status));
+    else
+        hook_fail(h, "the peripheral refused to deploy image %s: %s", h->d.image,
+                  ppf_status_text(cmd.status));
+out:
+    ppf_qp_release(qp);
+    ppf_dev_close(dev);
+    return rc;
+}
+
+/* Unpins what the domain pinned.  Never fails the stop: problems are
+ * logged (libvirt keeps the hook's stderr in its log) and 0 returned. */
+static int
+hook_release(struct hook *h)
+{
+    struct ppf_dev *dev = NULL;
+    struct ppf_qp *qp = NULL;
+    struct ppf_attr_writer w;
+    struct ppf_cmd cmd = { .opcode = PPF_OP_RELEASE };
+    uint8_t in[256], out[1024];
+    char why[PPF_HOOK_ERR_MAX];
+
+    if (hook_connect(&dev, &qp, why, sizeof why) != 0) {
+        fprintf(stderr, "ppf: domain %.255s: release: cannot reach the peripheral (%s); "
+                "its pins stay until `ppfctl release %s`\n", h->name, why, h->d.uuid);
+        return 0;
+    }
+    ppf_attr_writer_init(&w, in, sizeof in);
+    ppf_attr_put_str(&w, PPF_A_DOMAIN, h->d.uuid);
+    cmd.in = w.buf;
+    cmd.in_len = (uint32_t)w.len;
+    cmd.out = out;
+    cmd.out_cap = sizeof out;
+    if (ppf_exec(qp, &cmd, HOOK_RELEASE_MS) < 0)
+        fprintf(stderr, "ppf: domain %.255s: release: %s\n", h->name, ppf_error());
+    else if (cmd.status != PPF_SC_SUCCESS) {
+        hook_reason(&cmd, why, sizeof why);
+        fprintf(stderr, "ppf: domain %.255s: release refused: %s (%s)\n", h->name,
+                why[0] ? why : "no reason given", ppf_status_text(cmd.status));
+    }
+    ppf_qp_release(qp);
+    ppf_dev_close(dev);
+    return 0;
+}
+
+#endif /* !PPF_HOOK_FALLBACK_WORKER */
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp, "usage: ppf-qemu-hook DOMAIN OPERATION SUB-OPERATION EXTRA < domain.xml\n"
+            "libvirt's qemu hook for ppf; see ppf-qemu-hook(8).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    struct hook h = { .name = argc > 1 ? argv[1] : "?" };
+    CLEANUP_FREE char *xml = NULL;
+    char err[PPF_HOOK_ERR_MAX];
+    size_t len;
+    int prepare, rc;
+
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("ppf-qemu-hook %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (argc < 3) {
+        usage(stderr);
+        return 2;
+    }
+    /* reconnect: nothing to deploy, pins live in the peripheral;
+     * stopped: release follows it.  Anything else is not ours. */
+    prepare = strcmp(argv[2], "prepare") == 0;
+#ifdef PPF_HOOK_FALLBACK_WORKER
+    if (!prepare)
+        return 0;
+#else
+    if (!prepare && strcmp(argv[2], "release") != 0)
+        return 0;
+#endif
+
+    if (ppf_hook_read_all(STDIN_FILENO, PPF_HOOK_XML_MAX, &xml, &len, err, sizeof err) < 0) {
+        hook_fail(&h, "%s", err);
+        return prepare;
+    }
+    if (!ppf_hook_maybe_ppf(xml, len))
+        return 0;               /* not ppf's: no parse */
+
+    rc = ppf_hook_parse_domain(xml, len, &h.d, err, sizeof err);
+    ppf_hook_xml_cleanup();
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        h.d.target[0] = '\0';
+        hook_fail(&h, "%s", err);
+        return prepare;         /* release never fails the stop */
+    }
+#ifdef PPF_HOOK_FALLBACK_WORKER
+    return hook_fallback(&h, argc > 5 ? argv[5] : "unreachable");
+#else
+    return prepare ? hook_prepare(&h, argc, argv, xml, len) : hook_release(&h);
+#endif
+}
