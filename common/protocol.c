@@ -375,3 +375,39 @@ ppf_window_check(const struct ppf_regs *r, uint64_t win_size, char *why, size_t 
     }
     return 0;
 }
+
+int
+ppf_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > PPF_NAME_MAX || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+ppf_uuid_ok(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        char ch = s[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (ch != '-')
+                return 0;
+        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+                     (ch >= 'A' && ch <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}

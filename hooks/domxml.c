@@ -28,6 +28,7 @@
 #include <libxml/xmlerror.h>
 
 #include "hooks/hook.h"
+#include "ppf/protocol.h"
 
 #ifdef PPF_HOOK_DLOPEN_XML
 #include <dlfcn.h>
@@ -188,42 +189,6 @@ ppf_hook_maybe_ppf(const char *buf, size_t len)
            memmem(buf, len, "deploy", 6) != NULL;
 }
 
-int
-ppf_hook_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > PPF_HOOK_NAME_MAX || s[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-int
-ppf_hook_uuid_ok(const char *s)
-{
-    if (strlen(s) != PPF_HOOK_UUID_LEN)
-        return 0;
-    for (int i = 0; i < PPF_HOOK_UUID_LEN; i++) {
-        char ch = s[i];
-
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (ch != '-')
-                return 0;
-        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-                     (ch >= 'A' && ch <= 'F'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* A value quoted for a message: at most 64 bytes, control bytes as '?'. */
 static const char *
 dx_quote(const char *s, char *buf, size_t len)
@@ -308,14 +273,14 @@ dx_deploy_attrs(xmlNode *el, struct ppf_hook_deploy *d, char *err, size_t errlen
             return -1;
         }
         if (strcmp(name, "image") == 0) {
-            if (!ppf_hook_name_ok(v) || dx_copy(d->image, sizeof d->image, v) < 0) {
+            if (!ppf_name_ok(v) || dx_copy(d->image, sizeof d->image, v) < 0) {
                 dx_err(err, errlen, "ppf:deploy image='%s' is not an image name (1 to %d of "
                        "A-Z a-z 0-9 . _ -, not starting with '.'; a name, never a path)",
                        dx_quote(v, q, sizeof q), PPF_HOOK_NAME_MAX);
                 bad = 1;
             }
         } else if (strcmp(name, "tenant") == 0) {
-            if (!ppf_hook_name_ok(v) || dx_copy(d->tenant, sizeof d->tenant, v) < 0) {
+            if (!ppf_name_ok(v) || dx_copy(d->tenant, sizeof d->tenant, v) < 0) {
                 dx_err(err, errlen, "ppf:deploy tenant='%s' is not a tenant name (1 to %d of "
                        "A-Z a-z 0-9 . _ -, not starting with '.')", dx_quote(v, q, sizeof q),
                        PPF_HOOK_NAME_MAX);
@@ -524,7 +489,7 @@ ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, ch
         char q[80];
 
         uuid = u ? (char *)DX(xmlNodeGetContent)(u) : NULL;
-        if (!uuid || !ppf_hook_uuid_ok(uuid)) {
+        if (!uuid || !ppf_uuid_ok(uuid)) {
             dx_err(err, errlen, "the domain has no usable <uuid> (found '%s')",
                    uuid ? dx_quote(uuid, q, sizeof q) : "none");
             goto out;

@@ -56,10 +56,4 @@ int ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d
  * PPF_HOOK_DLOPEN_XML libxml2 is loaded on the first parse only. */
 void ppf_hook_xml_cleanup(void);
 
-/* 1 if s is an image or tenant name: 1..255 bytes of [A-Za-z0-9._-], not
- * starting with '.' (never a path), else 0. */
-int ppf_hook_name_ok(const char *s);
-/* 1 if s is a UUID in libvirt's 8-4-4-4-12 hex form, else 0. */
-int ppf_hook_uuid_ok(const char *s);
-
 #endif /* PPF_HOOK_H */

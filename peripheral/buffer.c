@@ -120,22 +120,6 @@ stat_add(struct ppf_buffer *b, enum ppf_fw_stat s, uint64_t n)
     b->stat[s - PPF_STAT_DEPLOYS] += n;
 }
 
-int
-ppf_buffer_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 255 || s[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* --- entries ----------------------------------------------------------- */
 
 static struct entry *
@@ -293,7 +277,7 @@ meta_read(const char *path, struct entry *e)
         }
     }
     fclose(fp);
-    return n == 4 && ppf_buffer_name_ok(e->image) ? 0 : -1;
+    return n == 4 && ppf_name_ok(e->image) ? 0 : -1;
 }
 
 /* --- loading the index at open ------------------------------------------ */

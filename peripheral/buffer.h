@@ -74,8 +74,5 @@ unsigned ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core);
 /* Appends PPF_STAT_DEPLOYS.. counters. */
 void ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w);
 
-/* A name (image or tenant) as §5.6 allows: 1..255 of [A-Za-z0-9._-], not
- * starting with '.'.  1 valid, 0 not. */
-int ppf_buffer_name_ok(const char *s);
 
 #endif /* PPF_PERIPHERAL_BUFFER_H */

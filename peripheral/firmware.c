@@ -68,23 +68,6 @@ struct fw_args {
     int priority, mode, ephemeral;
 };
 
-static int
-uuid_ok(const char *s)
-{
-    if (strlen(s) != 36)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* 0, or -1 with msg saying which attribute is wrong. */
 static int
 fw_parse(const uint8_t *in, uint32_t len, struct fw_args *a, char *msg, size_t msglen)
@@ -102,7 +85,7 @@ fw_parse(const uint8_t *in, uint32_t len, struct fw_args *a, char *msg, size_t m
         switch (at.type) {
         case PPF_A_IMAGE:
             if (ppf_attr_get_str(&at, a->image, sizeof a->image) < 0 ||
-                !ppf_buffer_name_ok(a->image)) {
+                !ppf_name_ok(a->image)) {
                 snprintf(msg, msglen, "the image name is not valid: an image is named by "
                          "1-255 letters, digits, '.', '_' or '-' (never a path)");
                 return -1;
@@ -111,14 +94,14 @@ fw_parse(const uint8_t *in, uint32_t len, struct fw_args *a, char *msg, size_t m
             break;
         case PPF_A_TENANT:
             if (ppf_attr_get_str(&at, a->tenant, sizeof a->tenant) < 0 ||
-                !ppf_buffer_name_ok(a->tenant)) {
+                !ppf_name_ok(a->tenant)) {
                 snprintf(msg, msglen, "the tenant name is not valid (1-255 letters, digits, "
                          "'.', '_' or '-')");
                 return -1;
             }
             break;
         case PPF_A_DOMAIN:
-            if (ppf_attr_get_str(&at, a->domain, sizeof a->domain) < 0 || !uuid_ok(a->domain)) {
+            if (ppf_attr_get_str(&at, a->domain, sizeof a->domain) < 0 || !ppf_uuid_ok(a->domain)) {
                 snprintf(msg, msglen, "the domain is not a UUID");
                 return -1;
             }

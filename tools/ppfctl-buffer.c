@@ -40,42 +40,6 @@ enum { BUF_MODE_OVERLAY = 0, BUF_MODE_COPY = 1 };
 /* An image or tenant name: 1..255 bytes of [A-Za-z0-9._-], not starting
  * with '.' (§5.6); the peripheral checks again. */
 static int
-buf_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > BUF_NAME_MAX || s[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static int
-buf_uuid_ok(const char *s)
-{
-    if (strlen(s) != BUF_UUID_LEN)
-        return 0;
-    for (int i = 0; i < BUF_UUID_LEN; i++) {
-        char ch = s[i];
-
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (ch != '-')
-                return 0;
-        } else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-                     (ch >= 'A' && ch <= 'F'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int
 buf_has_control(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -87,7 +51,7 @@ buf_has_control(const char *s)
 static int
 buf_check_image(const char *cmd, const char *image)
 {
-    if (!buf_name_ok(image))
+    if (!ppf_name_ok(image))
         return usage_error("%s: '%s' is not an image name (1 to %d of A-Z a-z 0-9 . _ -, "
                            "not starting with '.'; a name, never a path)", cmd, image,
                            BUF_NAME_MAX);
@@ -97,7 +61,7 @@ buf_check_image(const char *cmd, const char *image)
 static int
 buf_check_tenant(const char *cmd, const char *tenant)
 {
-    if (tenant && !buf_name_ok(tenant))
+    if (tenant && !ppf_name_ok(tenant))
         return usage_error("%s --tenant '%s': not a tenant name (1 to %d of A-Z a-z 0-9 . _ -, "
                            "not starting with '.')", cmd, tenant, BUF_NAME_MAX);
     return 0;
@@ -746,7 +710,7 @@ cmd_deploy(struct ctl *c, int argc, char **argv)
     if (!dest[0] || buf_has_control(dest))
         return usage_error("deploy --dest: '%s' is not a usable path (empty or control "
                            "characters)", dest);
-    if (domain && !buf_uuid_ok(domain))
+    if (domain && !ppf_uuid_ok(domain))
         return usage_error("deploy --domain '%s': expected a domain UUID "
                            "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", domain);
     if (!(target = buf_abs_target(dest)))
@@ -841,7 +805,7 @@ cmd_release(struct ctl *c, int argc, char **argv)
     if (argc != 2 || argv[1][0] == '-')
         return usage_error("%s", "usage: release DOMAIN-UUID");
     domain = argv[1];
-    if (!buf_uuid_ok(domain))
+    if (!ppf_uuid_ok(domain))
         return usage_error("release '%s': expected a domain UUID "
                            "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", domain);
     if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)

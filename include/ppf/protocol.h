@@ -268,6 +268,12 @@ enum ppf_buffer_attr {
     PPF_A_WAIT_US = 33,         /* u64: time from DEPLOY to target ready */
 };
 
+#define PPF_NAME_MAX 255
+/* 1 if s is an image or tenant name as above, else 0. */
+int ppf_name_ok(const char *s);
+/* 1 if s is a UUID (8-4-4-4-12 hex digits), else 0. */
+int ppf_uuid_ok(const char *s);
+
 enum ppf_entry_state { PPF_ENTRY_INFLIGHT = 1, PPF_ENTRY_READY = 2, PPF_ENTRY_FAILED = 3 };
 enum ppf_deploy_outcome { PPF_OUTCOME_HIT = 0, PPF_OUTCOME_INFLIGHT = 1, PPF_OUTCOME_MISS = 2 };
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "hooks/hook.h"
+#include "ppf/protocol.h"
 
 /* Reads tests/hook-data/NAME into a new buffer. */
 static char *
@@ -197,11 +198,11 @@ test_garbage(void **state)
     assert_int_equal(ppf_hook_parse_domain(bad[0], strlen(bad[0]), &d, err, sizeof err), -1);
     assert_int_equal(ppf_hook_parse_domain(bad[1], strlen(bad[1]), &d, err, sizeof err), -1);
     assert_int_equal(ppf_hook_parse_domain(bad[2], 0, &d, err, sizeof err), 0);
-    assert_int_equal(ppf_hook_name_ok("a.b-c_d"), 1);
-    assert_int_equal(ppf_hook_name_ok(".hidden"), 0);
-    assert_int_equal(ppf_hook_name_ok("a/b"), 0);
-    assert_int_equal(ppf_hook_uuid_ok("6f1c2b9e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"), 1);
-    assert_int_equal(ppf_hook_uuid_ok("6f1c2b9e-3a4d-4e5f-8a9b-0c1d2e3f4a5"), 0);
+    assert_int_equal(ppf_name_ok("a.b-c_d"), 1);
+    assert_int_equal(ppf_name_ok(".hidden"), 0);
+    assert_int_equal(ppf_name_ok("a/b"), 0);
+    assert_int_equal(ppf_uuid_ok("6f1c2b9e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"), 1);
+    assert_int_equal(ppf_uuid_ok("6f1c2b9e-3a4d-4e5f-8a9b-0c1d2e3f4a5"), 0);
 }
 
 int
