@@ -37,11 +37,14 @@ build() {
     say "build $name: make check"
     if ! make -C "$dir" -j"$jobs" check >"$dir/check.log" 2>&1; then
         failed_steps+=("$name: make check")
-        # show every failing test's log
-        for log in $(grep -lE '^(FAIL|ERROR|XPASS)' $(find "$dir/tests" -name '*.trs') 2>/dev/null); do
+        # show every failing test's log, or the build error if none ran
+        local shown=0
+        for log in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' $(find "$dir/tests" -name '*.trs') 2>/dev/null); do
             echo "---- ${log%.trs}.log ----"
             tail -60 "${log%.trs}.log"
+            shown=1
         done
+        [ "$shown" = 1 ] || tail -40 "$dir/check.log"
         return 1
     fi
 }
