@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The README's main-job command: installs what ppf needs (Debian 12, as
 # root), builds and installs ppf (prefix /usr/local), starts the emulated
-# peripheral if none is running, and shows it answering: the device status
-# and 10,000 command round trips through libppf.  Later issues grow this into
-# the full prefetch-then-`virsh start` run.
+# peripheral and ppfd if they are not running, and runs the main job as far
+# as it goes today: the device answering, an image packed into a local store
+# (/var/lib/ppf/images), the policy (/etc/ppf/policy.yaml, written if
+# absent), a prefetch into the buffer and a deploy served from it.  Issue 7
+# grows this into the learned prefetch-then-`virsh start` run.  Idempotent.
 #
 # Environment: PPF_SKIP_DEPS=1 skips the package install; PPF_PREFIX sets the
 # install prefix (default /usr/local).
@@ -48,10 +50,65 @@ ppfctl policy show | head -20
 say "ppfctl nop --count 10000 (command round trips through the device window)"
 ppfctl nop --count 10000
 
+# --- the main job so far: an image store, the policy, ppfd, prefetch, deploy -------
+store=/var/lib/ppf/images
+disks=/var/lib/ppf/demo-disks
+policy=/etc/ppf/policy.yaml
+mkdir -p "$store" "$disks" /etc/ppf
+if [ ! -s "$store/demo-disk.ppfi" ]; then
+    say "packing an example image into the local store ($store/demo-disk.ppfi)"
+    tmp=$(mktemp /var/tmp/ppf-demo.XXXXXX)
+    truncate -s 512M "$tmp"
+    head -c 32M /dev/urandom | dd of="$tmp" bs=1M seek=16 conv=notrunc status=none
+    ppf-image pack "$tmp" "$store/demo-disk.ppfi"
+    rm -f "$tmp"
+fi
+if [ ! -s "$policy" ]; then
+    say "writing a policy ($policy): local store, buffer in /var/lib/ppf/buffer"
+    cat >"$policy" <<EOT
+# written by scripts/demo.sh; every key: $src/examples/policy.yaml, ppf-policy(5)
+monitoring:
+  interval: 1s
+buffer:
+  path: /var/lib/ppf/buffer
+  capacity: 8GiB
+stores:
+  - name: local
+    url: file://$store
+deploy:
+  dirs: [$disks, /var/lib/libvirt/images]
+EOT
+fi
+ppfctl policy validate "$policy"
+ppfd_pid=/run/ppf/ppfd.pid
+if [ -s "$ppfd_pid" ] && kill -0 "$(cat "$ppfd_pid")" 2>/dev/null; then
+    say "ppfd is already running: sending it SIGHUP to re-read $policy"
+    kill -HUP "$(cat "$ppfd_pid")"
+    sleep 1
+else
+    say "starting ppfd (applies $policy, samples host metrics into the device)"
+    ppfd --policy "$policy" --pidfile "$ppfd_pid"
+fi
+for _ in $(seq 50); do ppfctl policy show 2>/dev/null | grep -q "file://$store" && break; sleep 0.1; done
+
+say "ppfctl prefetch demo-disk --wait (fetch, decrypt, decompress, sparse fill, ahead of time)"
+ppfctl prefetch demo-disk --wait
+vm=$disks/vm-$(date +%s).qcow2
+say "ppfctl deploy demo-disk --dest $vm (served from the buffer)"
+ppfctl deploy demo-disk --dest "$vm"
+qemu-img info "$vm" | sed -n '1,6p'
+say "ppfctl buffer; ppfctl stats"
+ppfctl buffer
+ppfctl stats
+sleep 1
+ppfctl status | tail -3
+
 cat <<EOT
 
-ppf demo: done.  The emulated peripheral keeps running (pid $(cat "$pidfile")).
-  status:   ppfctl status [--json]
-  stop it:  kill \$(cat $pidfile)
-  manuals:  man ppf-peripheral, man ppfctl
+ppf demo: done.  Left running: ppf-peripheral (pid $(cat "$pidfile")) and ppfd (pid $(cat "$ppfd_pid")).
+  status:   ppfctl status [--json];  ppfctl buffer;  ppfctl stats [--prometheus]
+  deploy:   ppfctl deploy demo-disk --dest $disks/NAME.qcow2
+  policy:   edit $policy, then: kill -HUP \$(cat $ppfd_pid)
+  stop:     kill \$(cat $ppfd_pid) \$(cat $pidfile)
+  manuals:  man ppf-peripheral ppfctl ppfd ppf-image ppf-policy
 EOT
