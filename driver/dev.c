@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "driver/driver.h"
@@ -66,6 +67,18 @@ ppf_proc_start_time(int pid)
     if (!p || sscanf(p + 1, "%llu", &start) != 1)
         return 0;
     return start;
+}
+
+void
+ppf_dev_unmap(struct ppf_dev *dev)
+{
+    if (dev->win)
+        munmap(dev->win, dev->win_size);
+    dev->win = NULL;
+    dev->regs = NULL;
+    if (dev->fd >= 0)
+        close(dev->fd);
+    dev->fd = -1;
 }
 
 int

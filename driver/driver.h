@@ -86,6 +86,10 @@ int ppf_uio_find(char *node, size_t nodelen);
  * errno as the caller set it. */
 int ppf_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The backends' close: unmaps the window and closes dev->fd (the emu
+ * socket or the uio irq node); copes with half-opened handles. */
+void ppf_dev_unmap(struct ppf_dev *dev);
+
 /* Validates the register page of a freshly mapped window and copies the
  * geometry into dev; 0 or -1 with error set. */
 int ppf_dev_load_geometry(struct ppf_dev *dev);

@@ -166,17 +166,6 @@ emu_free_wait(struct ppf_dev *dev, uint32_t seen, int timeout_ms)
     ppf_futex_wait(&dev->regs->free_seq, seen, timeout_ms);
 }
 
-static void
-emu_close(struct ppf_dev *dev)
-{
-    if (dev->win)
-        munmap(dev->win, dev->win_size);
-    dev->win = NULL;
-    dev->regs = NULL;
-    if (dev->fd >= 0)
-        close(dev->fd);
-    dev->fd = -1;
-}
 
 const struct ppf_backend_ops ppf_emu_ops = {
     .name = "emu",
@@ -185,5 +174,5 @@ const struct ppf_backend_ops ppf_emu_ops = {
     .free_wait = emu_free_wait,
     .reclaim = NULL,            /* the device reclaims on hang-up */
     .alive = emu_alive,
-    .close = emu_close,
+    .close = ppf_dev_unmap,
 };

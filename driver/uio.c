@@ -316,17 +316,6 @@ uio_alive(struct ppf_dev *dev)
     return 0;
 }
 
-static void
-uio_close(struct ppf_dev *dev)
-{
-    if (dev->win)
-        munmap(dev->win, dev->win_size);
-    dev->win = NULL;
-    dev->regs = NULL;
-    if (dev->fd >= 0)
-        close(dev->fd);
-    dev->fd = -1;
-}
 
 const struct ppf_backend_ops ppf_uio_ops = {
     .name = "uio",
@@ -335,5 +324,5 @@ const struct ppf_backend_ops ppf_uio_ops = {
     .free_wait = uio_free_wait,
     .reclaim = uio_reclaim,
     .alive = uio_alive,
-    .close = uio_close,
+    .close = ppf_dev_unmap,
 };

@@ -1167,6 +1167,49 @@ deploy_done(struct ppf_buffer *b, struct entry *e, const struct waiter *w)
              (double)(now_ns() - w->start_ns) / 1e6);
 }
 
+/* Serves w from a ready entry: an overlay now, or a copy through a worker
+ * (PPF_CORE_PENDING).  Frees w unless a copy job took it. */
+static enum ppf_status_code
+deploy_ready(struct ppf_buffer *b, struct entry *e, struct waiter *w,
+             struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen)
+{
+    enum ppf_status_code sc;
+
+    w->outcome = PPF_OUTCOME_HIT;
+    if (deploy_materialize(b, e, w, &sc, msg, msglen) == 0)
+        return PPF_CORE_PENDING;
+    if (sc == PPF_SC_SUCCESS) {
+        deploy_done(b, e, w);
+        deploy_reply(b, e, w, aw);
+        *result = PPF_OUTCOME_HIT;
+    } else {
+        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+    }
+    free(w);
+    return sc;
+}
+
+/* Checks the target before any fetch: under deploy.dirs, no symlinks, and
+ * absent unless ephemeral.  PPF_SC_SUCCESS or a status with msg set. */
+static enum ppf_status_code
+deploy_check_target(struct ppf_buffer *b, const struct waiter *w, char *msg, size_t msglen)
+{
+    const char *const *dirs = (const char *const *)b->policy->deploy.dirs;
+    struct ppf_target tg;
+    int exists;
+
+    if (ppf_target_resolve(w->target, dirs, b->policy->deploy.ndirs, &tg, msg, msglen) < 0)
+        return PPF_SC_PERMISSION;
+    exists = !w->ephemeral && ppf_target_exists(&tg) == 1;
+    ppf_target_close(&tg);
+    if (exists) {
+        snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
+                 "domain ephemeral, or remove the disk)", w->target);
+        return PPF_SC_EXISTS;
+    }
+    return PPF_SC_SUCCESS;
+}
+
 enum ppf_status_code
 ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
                   struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen)
@@ -1175,19 +1218,11 @@ ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
     struct entry *e;
     struct waiter *w;
     enum ppf_status_code sc;
-    struct ppf_target tg;
-    const char *const *dirs = (const char *const *)b->policy->deploy.dirs;
 
     if (!t)
         return PPF_SC_NOT_FOUND;
-    /* check the target before any work */
-    if (ppf_target_resolve(r->target, dirs, b->policy->deploy.ndirs, &tg, msg, msglen) < 0) {
-        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
-        return PPF_SC_PERMISSION;
-    }
     w = calloc(1, sizeof *w);
     if (!w) {
-        ppf_target_close(&tg);
         snprintf(msg, msglen, "out of memory");
         return PPF_SC_INTERNAL;
     }
@@ -1199,29 +1234,14 @@ ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
     w->ephemeral = r->ephemeral >= 0 ? r->ephemeral : b->policy->deploy.ephemeral;
     snprintf(w->domain, sizeof w->domain, "%s", r->domain ? r->domain : "");
     snprintf(w->target, sizeof w->target, "%s", r->target);
-    if (!w->ephemeral && ppf_target_exists(&tg) == 1) {
-        ppf_target_close(&tg);
-        free(w);
-        snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
-                 "domain ephemeral, or remove the disk)", r->target);
-        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
-        return PPF_SC_EXISTS;
-    }
-    ppf_target_close(&tg);
 
     e = lookup(b, r->image, r->tenant);
-    if (e && e->state == PPF_ENTRY_READY) {
-        w->outcome = PPF_OUTCOME_HIT;
-        if (deploy_materialize(b, e, w, &sc, msg, msglen) == 0)
-            return PPF_CORE_PENDING;            /* a copy */
-        if (sc == PPF_SC_SUCCESS) {
-            deploy_done(b, e, w);
-            deploy_reply(b, e, w, aw);
-            *result = PPF_OUTCOME_HIT;
-        } else {
-            stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
-        }
+    if (e && e->state == PPF_ENTRY_READY)       /* the hit: checks its target itself */
+        return deploy_ready(b, e, w, aw, result, msg, msglen);
+    sc = deploy_check_target(b, w, msg, msglen);
+    if (sc != PPF_SC_SUCCESS) {
         free(w);
+        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
         return sc;
     }
     if (e && e->state == PPF_ENTRY_INFLIGHT) {
@@ -1242,18 +1262,8 @@ ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
             stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
             return sc;
         }
-        if (e->state == PPF_ENTRY_READY) {      /* found under the public name */
-            w->outcome = PPF_OUTCOME_HIT;
-            if (deploy_materialize(b, e, w, &sc, msg, msglen) == 0)
-                return PPF_CORE_PENDING;
-            if (sc == PPF_SC_SUCCESS) {
-                deploy_done(b, e, w);
-                deploy_reply(b, e, w, aw);
-                *result = PPF_OUTCOME_HIT;
-            }
-            free(w);
-            return sc;
-        }
+        if (e->state == PPF_ENTRY_READY)        /* found under the public name */
+            return deploy_ready(b, e, w, aw, result, msg, msglen);
     }
     w->next = e->waiters;
     e->waiters = w;

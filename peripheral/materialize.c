@@ -348,6 +348,31 @@ tmp_create(const struct ppf_target *t, mode_t mode, char *tmpname, size_t tmplen
     return -1;
 }
 
+static void report_exists(const struct ppf_target *t, char *err, size_t errlen);
+
+/* The start of every materialization: refuses an existing target unless
+ * replace, then creates the temporary file (mode 0: 0600). */
+static int
+tmp_begin(const struct ppf_target *t, int replace, mode_t mode, char *tmpname, size_t tmplen,
+          char *err, size_t errlen)
+{
+    if (!replace) {
+        int r = ppf_target_exists(t);
+
+        if (r == 1) {
+            report_exists(t, err, errlen);
+            return -1;
+        }
+        if (r == -1) {
+            set_err(err, errlen, "deploy target %s: %s", t->path, strerror(errno));
+            return -1;
+        }
+    }
+    if (mode == 0)
+        mode = 0600;
+    return tmp_create(t, mode & 07777, tmpname, tmplen, err, errlen);
+}
+
 static void
 tmp_discard(const struct ppf_target *t, const char *tmpname)
 {
@@ -615,23 +640,7 @@ ppf_overlay_create(const struct ppf_target *t, const char *base_path, uint64_t s
                 t->path, size);
         return -1;
     }
-    if (!replace) {
-        int r = ppf_target_exists(t);
-
-        if (r == 1) {
-            report_exists(t, err, errlen);
-            return -1;
-        }
-        if (r == -1) {
-            set_err(err, errlen, "deploy target %s: %s", t->path, strerror(errno));
-            return -1;
-        }
-    }
-    if (mode == 0)
-        mode = 0600;
-    mode &= 07777;
-
-    fd = tmp_create(t, mode, tmpname, sizeof tmpname, err, errlen);
+    fd = tmp_begin(t, replace, mode, tmpname, sizeof tmpname, err, errlen);
     if (fd == -1)
         return -1;
     if (overlay_write(fd, base_path, blen, size) == -1) {
@@ -771,23 +780,7 @@ ppf_copy_create(const struct ppf_target *t, const char *src_path, int replace, m
                 src_path);
         return -1;
     }
-    if (!replace) {
-        int r = ppf_target_exists(t);
-
-        if (r == 1) {
-            report_exists(t, err, errlen);
-            return -1;
-        }
-        if (r == -1) {
-            set_err(err, errlen, "deploy target %s: %s", t->path, strerror(errno));
-            return -1;
-        }
-    }
-    if (mode == 0)
-        mode = 0600;
-    mode &= 07777;
-
-    fd = tmp_create(t, mode, tmpname, sizeof tmpname, err, errlen);
+    fd = tmp_begin(t, replace, mode, tmpname, sizeof tmpname, err, errlen);
     if (fd == -1)
         return -1;
     if (ioctl(fd, FICLONE, sfd) == -1) {
