@@ -238,7 +238,7 @@ ppf_opcode_name(unsigned op)
     }
 }
 
-static const char *const stat_names[PPF_STAT_METRICS__MAX] = {
+static const char *const stat_names[PPF_STAT_PREDICT__MAX] = {
     [PPF_STAT_UPTIME_MS] = "uptime_ms",
     [PPF_STAT_COMMANDS] = "commands",
     [PPF_STAT_ERRORS] = "errors",
@@ -272,12 +272,20 @@ static const char *const stat_names[PPF_STAT_METRICS__MAX] = {
     [PPF_STAT_METRICS_DROPPED] = "metrics_dropped",
     [PPF_STAT_METRICS_INVALID] = "metrics_invalid",
     [PPF_STAT_METRICS_PRODUCER] = "metrics_producer",
+    [PPF_STAT_EVENTS] = "events",
+    [PPF_STAT_LEARNED] = "learned",
+    [PPF_STAT_PREDICTED] = "predicted_prefetches",
+    [PPF_STAT_PREDICTED_HITS] = "predicted_hits",
+    [PPF_STAT_PREDICTED_WASTED] = "predicted_wasted",
+    [PPF_STAT_HINTS] = "hint_prefetches",
+    [PPF_STAT_TABLE_ROWS] = "table_rows",
+    [PPF_STAT_STORE_SAVES] = "store_saves",
 };
 
 const char *
 ppf_stat_name(unsigned stat)
 {
-    return stat < PPF_STAT_METRICS__MAX && stat_names[stat] ? stat_names[stat] : NULL;
+    return stat < PPF_STAT_PREDICT__MAX && stat_names[stat] ? stat_names[stat] : NULL;
 }
 
 static uint64_t

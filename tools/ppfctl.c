@@ -419,6 +419,8 @@ main(int argc, char **argv)
         r = cmd_stats(&c, argc, argv);
     else if (strcmp(argv[0], "replay") == 0)
         r = cmd_replay(&c, argc, argv);
+    else if (strncmp(argv[0], "pool-", 5) == 0)
+        r = cmd_pool(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         r = 0;

@@ -31,5 +31,7 @@ int cmd_evict(struct ctl *c, int argc, char **argv);
 int cmd_buffer(struct ctl *c, int argc, char **argv);
 int cmd_stats(struct ctl *c, int argc, char **argv);
 int cmd_replay(struct ctl *c, int argc, char **argv);
+/* pool-define, pool-dumpxml, pool-undefine, pool-list (argv[0] names it) */
+int cmd_pool(struct ctl *c, int argc, char **argv);
 
 #endif /* PPF_TOOLS_PPFCTL_H */

@@ -266,6 +266,28 @@ enum ppf_buffer_attr {
     /* DEPLOY output */
     PPF_A_OUTCOME = 32,         /* u32: PPF_OUTCOME_* */
     PPF_A_WAIT_US = 33,         /* u64: time from DEPLOY to target ready */
+    /* §5.7 EVENT input */
+    PPF_A_EVENT = 40,           /* u32: PPF_EVENT_* */
+    PPF_A_TIME_US = 41,         /* u64: when, in us since the Unix epoch; absent = now */
+    /* §5.7 TABLE_DUMP output: a group per row starting with KEY (then HITS,
+     * MISSES, UPDATED_US), then a group per ranked image of the row starting
+     * with IMAGE (then TENANT if known, SCORE, HITS, MISSES) */
+    PPF_A_KEY = 48,             /* str: the pattern the row's predictions came from */
+    PPF_A_SCORE = 49,           /* u32: score x 1e6 (0..1e6) */
+    PPF_A_MISSES = 50,          /* u64: prefetches it caused that were evicted unused */
+    PPF_A_UPDATED_US = 51,      /* u64: last prediction under the key, us since the epoch */
+};
+
+/* §5.7 EVENT kinds: host history (libvirt domain lifecycle, or a deploy the
+ * device did not serve itself). */
+enum ppf_event_kind {
+    PPF_EVENT_DEFINED = 1,      /* a domain that deploys IMAGE was defined: prefetch it */
+    PPF_EVENT_STARTED = 2,      /* ... started (learned like a DEPLOY unless one came
+                                 * for the same domain just before) */
+    PPF_EVENT_STOPPED = 3,
+    PPF_EVENT_UNDEFINED = 4,
+    PPF_EVENT_DEPLOY = 5,       /* IMAGE was deployed without the device (host fallback) */
+    PPF_EVENT__MAX
 };
 
 #define PPF_NAME_MAX 255
@@ -363,6 +385,19 @@ enum ppf_metrics_stat {
     PPF_STAT_METRICS_INVALID = 50,  /* torn or failing the checks: skipped */
     PPF_STAT_METRICS_PRODUCER = 51, /* pid of the producer of the last record */
     PPF_STAT_METRICS__MAX
+};
+
+/* §5.7 counters of the predictor (engine, table, scheduler), in GET_STATS. */
+enum ppf_predict_stat {
+    PPF_STAT_EVENTS = 56,       /* EVENT commands accepted */
+    PPF_STAT_LEARNED = 57,      /* deploys the engine learned from */
+    PPF_STAT_PREDICTED = 58,    /* prefetches the predictor started */
+    PPF_STAT_PREDICTED_HITS = 59,   /* deploys served from those */
+    PPF_STAT_PREDICTED_WASTED = 60, /* ... evicted unused */
+    PPF_STAT_HINTS = 61,        /* prefetches started for a DEFINED event */
+    PPF_STAT_TABLE_ROWS = 62,
+    PPF_STAT_STORE_SAVES = 63,  /* pattern store written */
+    PPF_STAT_PREDICT__MAX
 };
 
 /* §7 Emulated transport: the message a client receives on connecting to
