@@ -95,6 +95,7 @@ struct ppf_buffer {
     int stopping;
     void (*kick)(void *);
     void *kick_ctx;
+    struct ppf_buffer_hooks hooks;
     /* counters (PPF_STAT_* - 32) */
     uint64_t stat[PPF_STAT_FW__MAX - PPF_STAT_DEPLOYS];
 };
@@ -210,6 +211,10 @@ model_evicted(void *ctx, const struct ppf_buf_entry *me, double now)
     }
     ppf_info("buffer", "evicted %s for %s (%" PRIu64 " bytes, %s)", e->image, e->owner,
              e->size, me->used ? "used" : "never used");
+    if (b->hooks.evicted)
+        b->hooks.evicted(b->hooks.ctx, e->image,
+                         strcmp(e->owner, PUBLIC_OWNER) ? e->owner : NULL, me->prefetched,
+                         me->used);
     stat_add(b, PPF_STAT_EVICTIONS, 1);
     if (me->prefetched && !me->used)
         stat_add(b, PPF_STAT_WASTED_BYTES, e->size);
@@ -679,6 +684,18 @@ policy_copy(const struct ppf_policy *p, struct ppf_policy **out)
     return r;
 }
 
+static double
+model_value(void *ctx, const struct ppf_buf_entry *me, double now)
+{
+    struct ppf_buffer *b = ctx;
+    struct entry *e = entry_by_id(b, me->image);
+
+    if (!e || !b->hooks.value)
+        return 0;
+    return b->hooks.value(b->hooks.ctx, e->image,
+                          strcmp(e->owner, PUBLIC_OWNER) ? e->owner : NULL, e->size, now);
+}
+
 static int
 model_setup(struct ppf_buffer *b)
 {
@@ -689,7 +706,7 @@ model_setup(struct ppf_buffer *b)
     b->model = ppf_bufmodel_new(&mc);
     if (!b->model)
         return -1;
-    ppf_bufmodel_set_callbacks(b->model, NULL, model_evicted, b);
+    ppf_bufmodel_set_callbacks(b->model, b->hooks.value ? model_value : NULL, model_evicted, b);
     for (size_t i = 0; i < b->policy->ntenants; i++)
         if (ppf_bufmodel_set_quota(b->model, (uint32_t)i + 1, b->policy->tenants[i].quota) < 0)
             return -1;
@@ -907,7 +924,7 @@ lookup(struct ppf_buffer *b, const char *image, const char *tenant)
  * *ep is the new in-flight entry. */
 static enum ppf_status_code
 start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_tenant *t,
-              int prio, int deploy, struct entry **ep, char *msg, size_t msglen)
+              int prio, int deploy, double limit, struct entry **ep, char *msg, size_t msglen)
 {
     struct ppf_img_info info;
     struct ppf_img *img;
@@ -945,10 +962,11 @@ start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_t
     e->state = PPF_ENTRY_INFLIGHT;
     e->prefetched = !deploy;
     if (ppf_bufmodel_admit(b->model, e->id, tenant_id(b, owner), e->size ? e->size : 1,
-                           !deploy, INFINITY, now_s()) < 0) {
+                           !deploy, limit, now_s()) < 0) {
         snprintf(msg, msglen, "no room for %s (%" PRIu64 " bytes) in the buffer or in "
-                 "tenant %s's quota: what is there is pinned or in flight", image, e->size,
-                 t->name);
+                 "tenant %s's quota: what is there is %s", image, e->size, t->name,
+                 limit < INFINITY ? "worth more, pinned or in flight" :
+                 "pinned or in flight");
         ppf_img_close(img);
         free(j);
         entry_drop(b, e, 0);
@@ -995,7 +1013,7 @@ ppf_buffer_prefetch(struct ppf_buffer *b, const struct ppf_buf_req *r,
     e = lookup(b, r->image, r->tenant);
     if (!e || e->state == PPF_ENTRY_FAILED) {
         int prio = r->priority >= 0 ? r->priority : (int)t->priority;
-        sc = start_prepare(b, r->image, t, prio, 0, &e, msg, msglen);
+        sc = start_prepare(b, r->image, t, prio, 0, INFINITY, &e, msg, msglen);
         if (sc != PPF_SC_SUCCESS)
             return sc;
     }
@@ -1004,6 +1022,52 @@ ppf_buffer_prefetch(struct ppf_buffer *b, const struct ppf_buf_req *r,
     ppf_attr_put_u32(w, PPF_A_STATE, (uint32_t)e->state);
     ppf_attr_put_u64(w, PPF_A_SIZE, e->size);
     return PPF_SC_SUCCESS;
+}
+
+void
+ppf_buffer_set_hooks(struct ppf_buffer *b, const struct ppf_buffer_hooks *h)
+{
+    b->hooks = *h;
+    if (b->model)
+        ppf_bufmodel_set_callbacks(b->model, b->hooks.value ? model_value : NULL,
+                                   model_evicted, b);
+}
+
+enum ppf_status_code
+ppf_buffer_prefetch_limited(struct ppf_buffer *b, const char *image, const char *tenant,
+                            int priority, double limit, char *msg, size_t msglen)
+{
+    const struct ppf_policy_tenant *t = find_tenant(b, tenant);
+    struct entry *e;
+
+    if (!t) {
+        snprintf(msg, msglen, "tenant %s is not in the policy", tenant);
+        return PPF_SC_NOT_FOUND;
+    }
+    e = lookup(b, image, tenant);
+    if (e && e->state != PPF_ENTRY_FAILED)
+        return PPF_SC_SUCCESS;
+    return start_prepare(b, image, t, priority >= 0 ? priority : (int)t->priority, 0, limit,
+                         &e, msg, msglen);
+}
+
+int
+ppf_buffer_entry_state(struct ppf_buffer *b, const char *image, const char *tenant,
+                       uint64_t *size)
+{
+    struct entry *e = lookup(b, image, tenant);
+
+    if (!e)
+        return 0;
+    if (size)
+        *size = e->size;
+    return e->state;
+}
+
+unsigned
+ppf_buffer_prefetches_inflight(struct ppf_buffer *b)
+{
+    return ppf_bufmodel_inflight_prefetches(b->model);
 }
 
 /* Writes a ref or pin record file (atomically). */
@@ -1256,7 +1320,7 @@ ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
         pthread_mutex_unlock(&b->lock);
     } else {
         w->outcome = PPF_OUTCOME_MISS;
-        sc = start_prepare(b, r->image, t, 3, 1, &e, msg, msglen);
+        sc = start_prepare(b, r->image, t, 3, 1, INFINITY, &e, msg, msglen);
         if (sc != PPF_SC_SUCCESS) {
             free(w);
             stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);

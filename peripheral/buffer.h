@@ -18,6 +18,7 @@
 #ifndef PPF_PERIPHERAL_BUFFER_H
 #define PPF_PERIPHERAL_BUFFER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "peripheral/core.h"
@@ -71,6 +72,38 @@ enum ppf_status_code ppf_buffer_list(struct ppf_buffer *b, uint64_t start,
                                      struct ppf_attr_writer *w, uint32_t *result);
 /* Completes what the workers finished (on the core's thread). */
 unsigned ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core);
+/* What the predictor (peripheral/predict.h) learns from the buffer and
+ * tells it.  Every callback runs on the core's thread. */
+struct ppf_buffer_hooks {
+    void *ctx;
+    /* value per byte of keeping image for owner (NULL: a public image) at
+     * now (s, monotonic); higher = keep.  Used for eviction when the policy
+     * says buffer.eviction: value. */
+    double (*value)(void *ctx, const char *image, const char *owner, uint64_t size, double now);
+    /* an entry leaves the buffer (evicted or EVICTed); prefetched: brought
+     * in by a prefetch; used: a deploy used it since */
+    void (*evicted)(void *ctx, const char *image, const char *owner, bool prefetched,
+                    bool used);
+};
+void ppf_buffer_set_hooks(struct ppf_buffer *b, const struct ppf_buffer_hooks *h);
+
+/* A prefetch the predictor chose: like PREFETCH, but room is made only by
+ * evicting unpinned entries worth less than limit per byte (as the hooks'
+ * value function says).  PPF_SC_SUCCESS (started, or already there),
+ * PPF_SC_NO_SPACE (nothing that cheap to evict), or another status with
+ * msg set. */
+enum ppf_status_code ppf_buffer_prefetch_limited(struct ppf_buffer *b, const char *image,
+                                                 const char *tenant, int priority,
+                                                 double limit, char *msg, size_t msglen);
+
+/* The state of image as tenant would get it (its own entry, else the
+ * public one): PPF_ENTRY_*, or 0 if absent; *size its size if known. */
+int ppf_buffer_entry_state(struct ppf_buffer *b, const char *image, const char *tenant,
+                           uint64_t *size);
+
+/* Prefetches in flight (not yet ready), for the concurrency limit. */
+unsigned ppf_buffer_prefetches_inflight(struct ppf_buffer *b);
+
 /* Appends PPF_STAT_DEPLOYS.. counters. */
 void ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w);
 

@@ -498,6 +498,12 @@ ppf_engine_intern_tenant(struct ppf_engine *e, const char *tenant, uint32_t *ten
     return ppf_strtab_intern(e->tenants, tenant, strlen(tenant), tenant_id);
 }
 
+int
+ppf_engine_find_image(const struct ppf_engine *e, const char *image, uint32_t *image_id)
+{
+    return ppf_strtab_find(e->images, image, strlen(image), image_id);
+}
+
 const char *
 ppf_engine_image_name(const struct ppf_engine *e, uint32_t image)
 {

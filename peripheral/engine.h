@@ -108,6 +108,8 @@ int ppf_engine_intern(struct ppf_engine *e, const char *image, const char *tenan
 /* Interns a tenant alone (for quotas); 0 or -1. */
 int ppf_engine_intern_tenant(struct ppf_engine *e, const char *tenant, uint32_t *tenant_id);
 const char *ppf_engine_image_name(const struct ppf_engine *e, uint32_t image);
+/* 0 and *image_id if the engine knows the image, else -1 (nothing added). */
+int ppf_engine_find_image(const struct ppf_engine *e, const char *image, uint32_t *image_id);
 const char *ppf_engine_tenant_name(const struct ppf_engine *e, uint32_t tenant);
 /* Last known size and tenant of an image (0 / PPF_ENGINE_NO_ID if unknown). */
 uint64_t ppf_engine_image_size(const struct ppf_engine *e, uint32_t image);

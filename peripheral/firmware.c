@@ -26,6 +26,9 @@ ppf_fw_new(const char *state_dir, struct ppf_fw **out)
         free(fw);
         return -1;
     }
+    /* without the engine the device still serves every command but
+     * EVENT and TABLE_DUMP; nothing is predicted */
+    ppf_predict_new(ppf_fw_config_policy(fw->config), state_dir, &fw->predict);
     *out = fw;
     return 0;
 }
@@ -47,6 +50,8 @@ ppf_fw_attach(struct ppf_fw *fw, struct ppf_core *core)
                 "policy and apply it again");
         return -1;
     }
+    if (fw->predict)
+        ppf_predict_attach(fw->predict, fw->buffer, fw->monitor);
     return 0;
 }
 
@@ -56,6 +61,7 @@ ppf_fw_free(struct ppf_fw *fw)
     if (!fw)
         return;
     ppf_buffer_free(fw->buffer);
+    ppf_predict_free(fw->predict);
     ppf_fw_config_free(fw->config);
     free(fw->state_dir);
     free(fw);
@@ -193,6 +199,9 @@ fw_buffer_cmd(struct ppf_fw *fw, uint32_t qid, const struct ppf_sqe *e, const ui
         sc = e->opcode == PPF_OP_PREFETCH ?
              ppf_buffer_prefetch(fw->buffer, &req, &w, result, msg, sizeof msg) :
              ppf_buffer_deploy(fw->buffer, &req, &w, result, msg, sizeof msg);
+        if (e->opcode == PPF_OP_DEPLOY && fw->predict &&
+            (sc == PPF_SC_SUCCESS || (unsigned)sc == PPF_CORE_PENDING))
+            ppf_predict_deploy(fw->predict, a.image, a.tenant, a.has_domain ? a.domain : NULL);
         break;
     case PPF_OP_RELEASE:
         if (!a.has_domain) {
@@ -230,6 +239,31 @@ fw_buffer_cmd(struct ppf_fw *fw, uint32_t qid, const struct ppf_sqe *e, const ui
 }
 
 static enum ppf_status_code
+fw_predict_cmd(struct ppf_fw *fw, const struct ppf_sqe *e, const uint8_t *in, uint8_t *out,
+               uint32_t *result, uint32_t *out_len)
+{
+    struct ppf_attr_writer w;
+    enum ppf_status_code sc;
+    char msg[512] = "";
+
+    if (!fw->predict) {
+        *out_len = fw_reply(out, e->out_cap, "the learning engine is not running (see the "
+                            "peripheral's log)");
+        return PPF_SC_INTERNAL;
+    }
+    if (e->opcode == PPF_OP_EVENT) {
+        sc = ppf_predict_event(fw->predict, in, e->in_len, result, msg, sizeof msg);
+        if (sc != PPF_SC_SUCCESS)
+            *out_len = fw_reply(out, e->out_cap, msg);
+        return sc;
+    }
+    ppf_attr_writer_init(&w, out, e->out_cap);
+    sc = ppf_predict_table_dump(fw->predict, e->arg[0], &w, result);
+    *out_len = sc == PPF_SC_SUCCESS ? (uint32_t)w.len : 0;
+    return sc;
+}
+
+static enum ppf_status_code
 fw_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
         uint8_t *out, uint32_t *result, uint32_t *out_len)
 {
@@ -242,13 +276,18 @@ fw_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
     case PPF_OP_CONFIGURE:
         sc = ppf_fw_config_configure(fw->config, e, in, out, result, out_len);
         if (sc == PPF_SC_SUCCESS && e->arg[0] == PPF_CONFIGURE_SET && fw->core) {
+            if (fw->predict)
+                ppf_predict_reconfigure(fw->predict, ppf_fw_config_policy(fw->config));
             if (fw->buffer)
                 ppf_buffer_reconfigure(fw->buffer, ppf_fw_config_policy(fw->config));
-            else
-                ppf_buffer_open(ppf_fw_config_policy(fw->config), NULL, fw_kick, fw->core,
-                                &fw->buffer);
+            else if (ppf_buffer_open(ppf_fw_config_policy(fw->config), NULL, fw_kick, fw->core,
+                                     &fw->buffer) == 0 && fw->predict)
+                ppf_predict_attach(fw->predict, fw->buffer, fw->monitor);
         }
         return sc;
+    case PPF_OP_EVENT:
+    case PPF_OP_TABLE_DUMP:
+        return fw_predict_cmd(fw, e, in, out, result, out_len);
     case PPF_OP_PREFETCH:
     case PPF_OP_DEPLOY:
     case PPF_OP_RELEASE:
@@ -265,8 +304,12 @@ static unsigned
 fw_poll(void *opaque)
 {
     struct ppf_fw *fw = opaque;
+    unsigned n = fw->buffer ? ppf_buffer_poll(fw->buffer, fw->core) : 0;
 
-    return fw->buffer ? ppf_buffer_poll(fw->buffer, fw->core) : 0;
+    /* predictions are not commands: they do not keep the core spinning */
+    if (fw->predict)
+        ppf_predict_tick(fw->predict);
+    return n;
 }
 
 static void
@@ -276,6 +319,8 @@ fw_stats(void *opaque, struct ppf_attr_writer *w)
 
     if (fw->buffer)
         ppf_buffer_stats(fw->buffer, w);
+    if (fw->predict)
+        ppf_predict_stats(fw->predict, w);
 }
 
 struct ppf_core_cmd_ops

@@ -9,11 +9,14 @@
 #include "peripheral/buffer.h"
 #include "peripheral/config.h"
 #include "peripheral/core.h"
+#include "peripheral/predict.h"
 
 struct ppf_fw {
     struct ppf_fw_config *config;
     struct ppf_buffer *buffer;  /* NULL until attached, or if it failed */
     struct ppf_core *core;
+    struct ppf_predict *predict;    /* NULL if the engine could not start */
+    struct ppf_monitor *monitor;    /* set before ppf_fw_attach; may be NULL */
     char *state_dir;
 };
 

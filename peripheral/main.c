@@ -301,6 +301,7 @@ main(int argc, char **argv)
     ops.exec = main_exec;
     ops.opaque = NULL;
     ppf_core_set_cmd_ops(the_core, &ops);
+    fw->monitor = the_monitor;
     ppf_fw_attach(fw, the_core);        /* a broken buffer is reported, not fatal */
 
     memset(&sa, 0, sizeof sa);
