@@ -1274,9 +1274,70 @@ deploy_check_target(struct ppf_buffer *b, const struct waiter *w, char *msg, siz
     return PPF_SC_SUCCESS;
 }
 
+/* 1 if domain's pin record already names e. */
+static int
+pin_recorded(struct ppf_buffer *b, const char *domain, const struct entry *e)
+{
+    char path[PATH_MAX], line[PATH_MAX + 16], want[600];
+    FILE *fp;
+    int found = 0;
+
+    snprintf(path, sizeof path, "%s/pins/%s", b->root, domain);
+    snprintf(want, sizeof want, "entry %s/%s\n", e->owner, e->image);
+    fp = fopen(path, "re");
+    if (!fp)
+        return 0;
+    while (!found && fgets(line, sizeof line, fp))
+        found = strcmp(line, want) == 0;
+    fclose(fp);
+    return found;
+}
+
+/* A DEPLOY found its disk there already (a domain started again, or
+ * libvirtd reconnecting to a running one): if the disk is an overlay over
+ * an entry, the domain uses that entry again, so pin it for the domain
+ * (once: RELEASE unpins). */
+static void
+deploy_repin(struct ppf_buffer *b, const char *domain, const char *target)
+{
+    char backing[PATH_MAX];
+
+    if (ppf_qcow2_backing_file(target, backing, sizeof backing) != 1)
+        return;
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+
+        if (!e || e->state != PPF_ENTRY_READY || strcmp(e->path, backing) != 0)
+            continue;
+        if (pin_recorded(b, domain, e))
+            return;
+        if (record_write(b, "pins", domain, NULL, e) == 0) {
+            entry_pin(b, e, 0);
+            ppf_info("buffer", "%s (%s) pinned again for domain %s, whose disk %s is based "
+                     "on it", e->image, e->owner, domain, target);
+        }
+        return;
+    }
+}
+
+static enum ppf_status_code
+deploy_request(struct ppf_buffer *b, const struct ppf_buf_req *r,
+               struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen);
+
 enum ppf_status_code
 ppf_buffer_deploy(struct ppf_buffer *b, const struct ppf_buf_req *r,
                   struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen)
+{
+    enum ppf_status_code sc = deploy_request(b, r, aw, result, msg, msglen);
+
+    if (sc == PPF_SC_EXISTS && r->domain && r->domain[0])
+        deploy_repin(b, r->domain, r->target);
+    return sc;
+}
+
+static enum ppf_status_code
+deploy_request(struct ppf_buffer *b, const struct ppf_buf_req *r,
+               struct ppf_attr_writer *aw, uint32_t *result, char *msg, size_t msglen)
 {
     const struct ppf_policy_tenant *t = req_tenant(b, r, msg, msglen);
     struct entry *e;

@@ -96,6 +96,20 @@ ppfctl release $uuid >/dev/null || fail "release"
 ppfctl buffer --json | python3 -c '
 import json,sys; d=json.load(sys.stdin); names=[e["image"] for e in d["entries"]]
 assert "pub" in names and "big" in names, names' || fail "buffer list"
+# a domain started again on its existing overlay (or libvirtd reconnecting
+# to it) pins its base again, once however often it is told
+uuid2=22222222-3333-4444-5555-666666666666
+pins_of() { ppfctl buffer --json | python3 -c '
+import json,sys; print([e["pins"] for e in json.load(sys.stdin)["entries"] if e["image"]=="'"$1"'"][0])'; }
+ppfctl deploy pub --domain $uuid2 --dest "$T/disks/keep.qcow2" >/dev/null || fail "deploy keep"
+base=$(pins_of pub)
+ppfctl release $uuid2 >/dev/null || fail "release keep"
+[ "$(pins_of pub)" = $((base - 1)) ] || fail "release did not unpin: $(pins_of pub), was $base"
+for _ in 1 2; do
+    ppfctl deploy pub --domain $uuid2 --dest "$T/disks/keep.qcow2" 2>/dev/null && fail "overwrote keep"
+done
+[ "$(pins_of pub)" = "$base" ] || fail "not re-pinned once on the existing disk: $(pins_of pub), want $base"
+ppfctl release $uuid2 >/dev/null || fail "release keep again"
 
 # stats
 ppfctl --json stats | python3 -c '
