@@ -231,7 +231,8 @@ ppf_predict_reconfigure(struct ppf_predict *pr, const struct ppf_policy *p)
     pr->e = e;
     pr->t = t;
     /* engine ids change with a new engine: forget per-id state */
-    memset(pr->img, 0, (size_t)pr->nimg * sizeof *pr->img);
+    if (pr->img)
+        memset(pr->img, 0, (size_t)pr->nimg * sizeof *pr->img);
     pr_take_policy(pr, p);
     ppf_info("predict", "learning: %s", ppf_policy_algorithm_name(pr->algorithm));
     return 0;
