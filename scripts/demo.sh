@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The README's main-job command: installs what ppf needs (Debian 12, as
 # root), builds and installs ppf (prefix /usr/local), starts the emulated
-# peripheral and ppfd if they are not running, and runs the main job as far
-# as it goes today: the device answering, an image packed into a local store
-# (/var/lib/ppf/images), the policy (/etc/ppf/policy.yaml, written if
-# absent), a prefetch into the buffer and a deploy served from it.  Issue 7
-# grows this into the learned prefetch-then-`virsh start` run.  Idempotent.
+# peripheral and ppfd if they are not running, and runs the main job: the
+# device answering, an image packed into a local store (/var/lib/ppf/images),
+# the policy (/etc/ppf/policy.yaml, written if absent), a prefetch into the
+# buffer and a deploy served from it, then scripts/demo-workload.sh: libvirtd,
+# four ppf domains started in a recurring order while ppf learns it, and a
+# report of every `virsh start` (/var/lib/ppf/demo/report.md, report.svg).
+# Idempotent; leaves the stack running and says how to stop it.
 #
 # Environment: PPF_SKIP_DEPS=1 skips the package install; PPF_PREFIX sets the
-# install prefix (default /usr/local).
+# install prefix (default /usr/local); PPF_DEMO_SIZE_MIB the service images'
+# size (default 192), PPF_DEMO_ROUNDS the workload's rounds (default 4).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 src=$PWD
 prefix=${PPF_PREFIX:-/usr/local}
+DEMO_SIZE_MIB=${PPF_DEMO_SIZE_MIB:-192}
 say() { printf '\n==== ppf demo: %s ====\n' "$*"; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -63,18 +67,27 @@ if [ ! -s "$store/demo-disk.ppfi" ]; then
     ppf-image pack "$tmp" "$store/demo-disk.ppfi"
     rm -f "$tmp"
 fi
-if [ ! -s "$policy" ]; then
-    say "writing a policy ($policy): local store, buffer in /var/lib/ppf/buffer"
+key=/etc/ppf/demo.key
+if [ ! -s "$key" ]; then (umask 077; head -c 32 /dev/urandom >"$key"); fi
+# (re)written while it is the demo's own; an admin's policy is never touched
+if [ ! -s "$policy" ] || head -1 "$policy" | grep -q '^# written by scripts/demo.sh'; then
+    say "writing a policy ($policy): local store, buffer in /var/lib/ppf/buffer, tenant demo"
     cat >"$policy" <<EOT
 # written by scripts/demo.sh; every key: $src/examples/policy.yaml, ppf-policy(5)
 monitoring:
   interval: 1s
+learning:
+  algorithm: ensemble
 buffer:
   path: /var/lib/ppf/buffer
   capacity: 8GiB
 stores:
   - name: local
     url: file://$store
+tenants:
+  demo:
+    keyfile: $key
+    quota: $((DEMO_SIZE_MIB * 5 / 2))MiB    # two of the four service images
 deploy:
   dirs: [$disks, /var/lib/libvirt/images]
 EOT
@@ -100,8 +113,8 @@ qemu-img info "$vm" | sed -n '1,6p'
 say "ppfctl buffer; ppfctl stats"
 ppfctl buffer
 ppfctl stats
-sleep 1
-ppfctl status | tail -3
+
+bash scripts/demo-workload.sh --size "$DEMO_SIZE_MIB" ${PPF_DEMO_ROUNDS:+--rounds "$PPF_DEMO_ROUNDS"}
 
 cat <<EOT
 
@@ -109,6 +122,7 @@ ppf demo: done.  Left running: ppf-peripheral (pid $(cat "$pidfile")) and ppfd (
   status:   ppfctl status [--json];  ppfctl buffer;  ppfctl stats [--prometheus]
   deploy:   ppfctl deploy demo-disk --dest $disks/NAME.qcow2
   policy:   edit $policy, then: kill -HUP \$(cat $ppfd_pid)
-  stop:     kill \$(cat $ppfd_pid) \$(cat $pidfile)
+  report:   /var/lib/ppf/demo/report.md, report.svg
+  stop:     kill \$(cat $ppfd_pid) \$(cat $pidfile); bash $src/scripts/libvirt-down.sh
   manuals:  man ppf-peripheral ppfctl ppfd ppf-image ppf-policy
 EOT
