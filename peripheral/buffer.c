@@ -1620,6 +1620,8 @@ ppf_buffer_list(struct ppf_buffer *b, uint64_t start, struct ppf_attr_writer *w,
         ppf_attr_put_u64(w, PPF_A_HITS, e->hits);
         ppf_attr_put_u64(w, PPF_A_DONE, __atomic_load_n(&e->done, __ATOMIC_RELAXED));
         ppf_attr_put_str(w, PPF_A_DIGEST, e->digest);
+        if (e->state == PPF_ENTRY_READY)
+            ppf_attr_put_str(w, PPF_A_PATH, e->path);
         if (w->overflow)
             w->len = mark;      /* whole groups only; the host asks again */
     }

@@ -35,9 +35,9 @@ tests_unit_test_nvm_LDADD = libppfengine.la libppfpolicycodec.la libppfcommon.la
 	$(CMOCKA_LIBS) -lm
 endif
 
-TESTS += tests/test-replay.sh
+TESTS += tests/test-replay.sh tests/test-predict.sh
 EXTRA_DIST += \
-	tests/test-replay.sh \
+	tests/test-replay.sh tests/test-predict.sh \
 	tests/replay-data/README \
 	tests/replay-data/daily.csv \
 	tests/replay-data/chain.csv.gz \

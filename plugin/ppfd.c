@@ -5,12 +5,25 @@
  * peripheral is retried until it answers.  It is also the metrics agent:
  * it samples the host at the policy's monitoring.interval and writes the
  * samples into the metrics ring of the device window (§6), re-attaching
- * whenever the peripheral restarts.  The libvirt plugin joins it later.
+ * whenever the peripheral restarts.  And it is the libvirt plugin
+ * (plugin/libvirt.c): a thread follows libvirtd's domain lifecycle events
+ * and queues those of ppf domains (plugin/events.c), which the main loop
+ * sends to the peripheral with EVENT; libvirt and the peripheral may each
+ * come and go without stopping the rest.  With --prometheus-file it also
+ * writes the peripheral's counters for a node exporter's textfile
+ * collector (common/prom.c).
+ *
+ * Threads: the main thread owns the policy, the metrics ring, the device
+ * handle used for EVENT and GET_STATS, and the Prometheus file; it sleeps
+ * in sigtimedwait, and the libvirt thread wakes it with SIGUSR1 when it
+ * queued an event.
  */
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +35,9 @@
 #include "common/daemon.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/prom.h"
+#include "plugin/events.h"
+#include "plugin/libvirt.h"
 #include "plugin/metrics.h"
 #include "plugin/policy-send.h"
 #include "policy/policy.h"
@@ -30,6 +46,9 @@
 #define DEFAULT_POLICY SYSCONFDIR "/ppf/policy.yaml"
 #define RETRY_S 2
 #define DEVICE_TIMEOUT_MS 5000
+#define STOP_FLUSH_MS 1000      /* for the events still queued at stop */
+#define PROM_DEFAULT_S 15
+#define PROM_MAX_S 86400
 
 struct ppfd {
     const char *device;
@@ -45,6 +64,20 @@ struct ppfd {
     uint32_t metrics;           /* monitoring.metrics, PPF_METRIC_* */
     uint64_t next_sample_ns, next_attach_ns;
     int ring_warned;            /* the last attach failure was reported */
+    /* the libvirt plugin and EVENT */
+    const char *uri;            /* NULL: --no-libvirt */
+    struct ppf_lv *lv;
+    struct ppf_evq *evq;
+    pthread_t main_thread;      /* woken with SIGUSR1 when an event is queued */
+    struct ppf_dev *edev;       /* device for EVENT and GET_STATS; NULL if away */
+    int edev_down;              /* its loss was reported */
+    uint64_t next_edev_ns;      /* next attempt to open it */
+    /* the Prometheus textfile */
+    const char *prom_file;
+    char *prom_tmp;             /* PATH.tmp */
+    unsigned prom_interval_s;
+    uint64_t next_prom_ns;
+    int prom_warned;            /* the last write failure was reported */
 };
 
 static uint64_t
@@ -62,10 +95,16 @@ usage(FILE *fp)
     fprintf(fp,
 "Usage: ppfd [OPTIONS]\n"
 "The ppf host daemon: keeps the peripheral configured with the policy file\n"
-"(re-read on SIGHUP).\n"
+"(re-read on SIGHUP), and feeds it host metrics and libvirt domain events.\n"
 "\n"
 "  -p, --policy FILE     the YAML policy (default " DEFAULT_POLICY ")\n"
 "  -d, --device SPEC     the peripheral: auto (default), emu:PATH, uio:/dev/uioN\n"
+"  -c, --connect URI     libvirt to follow (default " PPF_LV_DEFAULT_URI "): lifecycle\n"
+"                        events of ppf domains go to the peripheral\n"
+"  --no-libvirt          do not connect to libvirt\n"
+"  --prometheus-file FILE  write the peripheral's counters there in Prometheus\n"
+"                        text format (for a node exporter's textfile collector)\n"
+"  --prometheus-interval SECONDS  how often to rewrite it (default 15)\n"
 "  --foreground          do not detach; log to stderr\n"
 "  --log-file FILE       where to log once detached (default /var/log/ppf/ppfd.log)\n"
 "  --pidfile FILE        write the pid here once running\n"
@@ -75,7 +114,8 @@ usage(FILE *fp)
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n"
 "\n"
-"Signals: SIGHUP re-reads the policy; SIGTERM and SIGINT stop.\n"
+"Signals: SIGHUP re-reads the policy; SIGTERM and SIGINT stop; SIGUSR1 is\n"
+"used internally.\n"
 "Exit status: 0 stopped cleanly, 1 runtime error (e.g. an invalid policy at\n"
 "start), 2 usage error.  See ppfd(8) and ppf-policy(5).\n");
 }
@@ -282,13 +322,235 @@ ppfd_metrics_tick(struct ppfd *d, uint64_t now)
     }
 }
 
+/* ---- EVENT and GET_STATS: one device handle, kept while it answers ---- */
+
+static void
+ppfd_edev_close(struct ppfd *d)
+{
+    ppf_dev_close(d->edev);
+    d->edev = NULL;
+}
+
+/* The device for EVENT and GET_STATS, opened when needed (at most every
+ * RETRY_S unless force) and dropped when the peripheral went away; NULL
+ * if it cannot be reached (reported once per outage). */
+static struct ppf_dev *
+ppfd_edev_get(struct ppfd *d, uint64_t now, int force)
+{
+    if (d->edev && ppf_dev_check_alive(d->edev) < 0) {
+        ppf_debug("events", "%s; reopening", ppf_error());
+        ppfd_edev_close(d);
+    }
+    if (d->edev)
+        return d->edev;
+    if (!force && now < d->next_edev_ns)
+        return NULL;
+    d->next_edev_ns = now + RETRY_S * 1000000000ull;
+    if (ppf_dev_open(d->device, &d->edev) < 0) {
+        if (!d->edev_down && d->evq)
+            ppf_warn("events", "%s; domain events wait for it (at most %d kept, retrying "
+                     "every %d s)", ppf_error(), PPF_EVQ_DEFAULT_CAP, RETRY_S);
+        else if (!d->edev_down)
+            ppf_warn("prometheus", "%s; %s says ppfd_peripheral_up 0 meanwhile",
+                     ppf_error(), d->prom_file);
+        d->edev_down = 1;
+        return NULL;
+    }
+    if (d->edev_down)
+        ppf_info(d->evq ? "events" : "prometheus", "the peripheral answers again");
+    d->edev_down = 0;
+    return d->edev;
+}
+
+/* Sends the queued domain events, if any. */
+static void
+ppfd_events_tick(struct ppfd *d, uint64_t now, int timeout_ms)
+{
+    struct ppf_evq_stats st;
+    struct ppf_dev *dev;
+
+    if (!d->evq)
+        return;
+    ppf_evq_get_stats(d->evq, &st);
+    if (st.queued == 0 || !(dev = ppfd_edev_get(d, now, 0)))
+        return;
+    if (ppf_evq_flush(d->evq, dev, timeout_ms) < 0) {
+        ppf_evq_get_stats(d->evq, &st);
+        if (!d->edev_down)
+            ppf_warn("events", "%s; %zu domain events kept for when it answers (retrying "
+                     "every %d s)", ppf_error(), st.queued, RETRY_S);
+        d->edev_down = 1;
+        ppfd_edev_close(d);
+    }
+}
+
+/* The libvirt thread's way in: queue, then wake the main thread. */
+static void
+ppfd_wake(void *opaque)
+{
+    struct ppfd *d = opaque;
+
+    pthread_kill(d->main_thread, SIGUSR1);
+}
+
+static void
+ppfd_emit(const struct ppf_host_event *ev, void *opaque)
+{
+    struct ppfd *d = opaque;
+
+    ppf_evq_push(d->evq, ev);
+}
+
+/* GET_STATS on an I/O pair of dev; 0, or -1 with the reason logged at
+ * debug (the caller says once that the peripheral is away). */
+static int
+ppfd_get_stats(struct ppf_dev *dev, struct ppf_prom_stats *s)
+{
+    struct ppf_dev_info info;
+    struct ppf_cmd cmd = { .opcode = PPF_OP_GET_STATS };
+    struct ppf_qp *qp;
+    uint8_t *out;
+    int rc = -1;
+
+    ppf_dev_get_info(dev, &info);
+    if (!(out = malloc(info.slot_size)))
+        return -1;
+    cmd.out = out;
+    cmd.out_cap = info.slot_size;
+    if (ppf_qp_claim(dev, PPF_QP_IO, DEVICE_TIMEOUT_MS, &qp) == 0) {
+        if (ppf_exec(qp, &cmd, DEVICE_TIMEOUT_MS) < 0)
+            ppf_debug("prometheus", "GET_STATS: %s", ppf_error());
+        else if (cmd.status != PPF_SC_SUCCESS)
+            ppf_debug("prometheus", "GET_STATS: %s", ppf_status_text(cmd.status));
+        else if (ppf_prom_stats_parse(s, out, cmd.out_len) < 0)
+            ppf_debug("prometheus", "GET_STATS: the answer is malformed");
+        else
+            rc = 0;
+        ppf_qp_release(qp);
+    } else {
+        ppf_debug("prometheus", "%s", ppf_error());
+    }
+    free(out);
+    return rc;
+}
+
+/* ppfd's own metrics, after the peripheral's. */
+static int
+ppfd_prom_own(struct ppfd *d, FILE *fp, int up)
+{
+    struct ppf_evq_stats st = { 0 };
+    int rc = 0;
+
+    if (d->evq)
+        ppf_evq_get_stats(d->evq, &st);
+    rc |= ppf_prom_write_one(fp, "ppfd_peripheral_up", "gauge",
+                             "1 if ppfd read the peripheral's counters at this refresh.", up);
+    if (d->uri)
+        rc |= ppf_prom_write_one(fp, "ppfd_libvirt_connected", "gauge",
+                                 "1 while ppfd is connected to libvirt.",
+                                 ppf_lv_connected(d->lv));
+    rc |= ppf_prom_write_one(fp, "ppfd_events_forwarded_total", "counter",
+                             "Domain events the peripheral accepted.", (double)st.forwarded);
+    rc |= ppf_prom_write_one(fp, "ppfd_events_refused_total", "counter",
+                             "Domain events the peripheral refused or does not take.",
+                             (double)st.refused);
+    rc |= ppf_prom_write_one(fp, "ppfd_events_dropped_total", "counter",
+                             "Domain events dropped: the queue was full while the "
+                             "peripheral was away.", (double)st.dropped);
+    rc |= ppf_prom_write_one(fp, "ppfd_events_queued", "gauge",
+                             "Domain events waiting for the peripheral.", (double)st.queued);
+    return rc;
+}
+
+/* Rewrites the textfile atomically: PATH.tmp, fsync, rename.  -1 with a
+ * message in why on failure. */
+static int
+ppfd_prom_write(struct ppfd *d, uint64_t now, char *why, size_t whylen)
+{
+    struct ppf_prom_stats s;
+    struct ppf_dev *dev = ppfd_edev_get(d, now, 1);
+    int up = 0, fd, rc;
+    FILE *fp;
+
+    if (dev && ppfd_get_stats(dev, &s) == 0)
+        up = 1;
+    else if (dev)
+        ppfd_edev_close(d);     /* reopened next time */
+    fd = open(d->prom_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || !(fp = fdopen(fd, "w"))) {
+        snprintf(why, whylen, "%s: %s", d->prom_tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    rc = up ? ppf_prom_write(fp, &s) : 0;
+    rc |= ppfd_prom_own(d, fp, up);
+    if (rc < 0 || fflush(fp) != 0 || fsync(fd) < 0) {
+        snprintf(why, whylen, "%s: %s", d->prom_tmp, strerror(errno));
+        fclose(fp);
+        unlink(d->prom_tmp);
+        return -1;
+    }
+    if (fclose(fp) != 0) {
+        snprintf(why, whylen, "%s: %s", d->prom_tmp, strerror(errno));
+        unlink(d->prom_tmp);
+        return -1;
+    }
+    if (rename(d->prom_tmp, d->prom_file) < 0) {
+        snprintf(why, whylen, "renaming %s to %s: %s", d->prom_tmp, d->prom_file,
+                 strerror(errno));
+        unlink(d->prom_tmp);
+        return -1;
+    }
+    ppf_debug("prometheus", "%s written (peripheral %s)", d->prom_file,
+              up ? "up" : "not answering");
+    return 0;
+}
+
+static void
+ppfd_prom_tick(struct ppfd *d, uint64_t now)
+{
+    char why[600];
+
+    if (!d->prom_file || now < d->next_prom_ns)
+        return;
+    d->next_prom_ns = now + (uint64_t)d->prom_interval_s * 1000000000u;
+    if (ppfd_prom_write(d, now, why, sizeof why) < 0) {
+        if (!d->prom_warned)
+            ppf_warn("prometheus", "%s; retrying every %u s", why, d->prom_interval_s);
+        d->prom_warned = 1;
+    } else if (d->prom_warned) {
+        ppf_info("prometheus", "%s written again", d->prom_file);
+        d->prom_warned = 0;
+    }
+}
+
+static void
+ppfd_free(struct ppfd *d)
+{
+    ppf_lv_stop(d->lv);
+    d->lv = NULL;
+    ppf_evq_free(d->evq);
+    d->evq = NULL;
+    ppfd_edev_close(d);
+    free(d->prom_tmp);
+    d->prom_tmp = NULL;
+    ppf_policy_free(d->policy);
+    d->policy = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
-    enum { OPT_FG, OPT_LOGFILE = 256, OPT_PID, OPT_EWP, OPT_LOG };
+    enum { OPT_FG, OPT_LOGFILE = 256, OPT_PID, OPT_EWP, OPT_LOG, OPT_NOLV, OPT_PROM,
+           OPT_PROMINT };
     static const struct option opts[] = {
         { "policy", required_argument, NULL, 'p' },
         { "device", required_argument, NULL, 'd' },
+        { "connect", required_argument, NULL, 'c' },
+        { "no-libvirt", no_argument, NULL, OPT_NOLV },
+        { "prometheus-file", required_argument, NULL, OPT_PROM },
+        { "prometheus-interval", required_argument, NULL, OPT_PROMINT },
         { "foreground", no_argument, NULL, OPT_FG },
         { "log-file", required_argument, NULL, OPT_LOGFILE },
         { "pidfile", required_argument, NULL, OPT_PID },
@@ -299,19 +561,42 @@ main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
-    struct ppfd d = { .device = NULL, .policy_file = DEFAULT_POLICY };
+    struct ppfd d = { .device = NULL, .policy_file = DEFAULT_POLICY,
+                      .uri = PPF_LV_DEFAULT_URI, .prom_interval_s = PROM_DEFAULT_S };
     const char *log_file = "/var/log/ppf/ppfd.log";
     const char *pidfile = NULL;
     int foreground = 0, exit_with_parent = 0, level = PPF_LOG_INFO, o, ready_fd = -1;
+    int no_libvirt = 0;
     pid_t parent = getppid();
     sigset_t set;
     int running = 1;
     uint64_t next_retry;
+    char *end;
+    unsigned long n;
 
-    while ((o = getopt_long(argc, argv, "p:d:vhV", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "p:d:c:vhV", opts, NULL)) != -1) {
         switch (o) {
         case 'p': d.policy_file = optarg; break;
         case 'd': d.device = optarg; break;
+        case 'c':
+            if (!optarg[0])
+                return usage_error("--connect needs a libvirt URI", NULL);
+            d.uri = optarg;
+            break;
+        case OPT_NOLV: no_libvirt = 1; break;
+        case OPT_PROM:
+            if (!optarg[0])
+                return usage_error("--prometheus-file needs a file name", NULL);
+            d.prom_file = optarg;
+            break;
+        case OPT_PROMINT:
+            errno = 0;
+            n = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || n < 1 || n > PROM_MAX_S)
+                return usage_error("--prometheus-interval must be 1 to 86400 seconds",
+                                   optarg);
+            d.prom_interval_s = (unsigned)n;
+            break;
         case OPT_FG: foreground = 1; break;
         case OPT_LOGFILE: log_file = optarg; break;
         case OPT_PID: pidfile = optarg; break;
@@ -329,46 +614,77 @@ main(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("unexpected argument", argv[optind]);
+    if (no_libvirt)
+        d.uri = NULL;
     ppf_log_init("ppfd", (enum ppf_log_level)level);
     if (exit_with_parent && ppf_exit_with_parent(parent) < 0)
         return 0;
+    if (d.prom_file && asprintf(&d.prom_tmp, "%s.tmp", d.prom_file) < 0) {
+        ppf_err("main", "out of memory");
+        return 1;
+    }
 
     /* an invalid policy at start is an error the starting command sees */
-    if (ppfd_read_policy(&d, 1) < 0)
+    if (ppfd_read_policy(&d, 1) < 0) {
+        ppfd_free(&d);
         return 1;
-    if (!foreground && ppf_daemonize(&ready_fd, log_file) < 0)
+    }
+    if (!foreground && ppf_daemonize(&ready_fd, log_file) < 0) {
+        ppfd_free(&d);
         return 1;
+    }
 
+    /* blocked before any thread starts, so that every thread inherits it */
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    /* a libvirtd (or a proxy) that goes away mid-write must not kill us */
+    signal(SIGPIPE, SIG_IGN);
+    d.main_thread = pthread_self();
 
     ppfd_apply(&d);
     d.sampler = ppf_sampler_new();
     if (!d.sampler) {
-        ppf_policy_free(d.policy);
+        ppfd_free(&d);
         return 1;
     }
     ppfd_metrics_config(&d);
+    if (d.uri) {
+        if (!(d.evq = ppf_evq_new(PPF_EVQ_DEFAULT_CAP)) ||
+            !(d.lv = ppf_lv_start(d.uri, ppfd_emit, &d))) {
+            ppf_sampler_free(d.sampler);
+            ppfd_free(&d);
+            return 1;
+        }
+        ppf_evq_set_wake(d.evq, ppfd_wake, &d);
+    }
     if (pidfile && ppf_write_pidfile(pidfile) < 0) {
-        ppf_policy_free(d.policy);
+        ppf_sampler_free(d.sampler);
+        ppfd_free(&d);
         return 1;
     }
-    ppf_info("main", "running; policy %s, device %s", d.policy_file,
-             d.device ? d.device : "auto");
+    ppf_info("main", "running; policy %s, device %s, libvirt %s%s%s", d.policy_file,
+             d.device ? d.device : "auto", d.uri ? d.uri : "off",
+             d.prom_file ? ", Prometheus file " : "", d.prom_file ? d.prom_file : "");
     ppf_daemon_ready(ready_fd);
 
     next_retry = mono_ns() + RETRY_S * 1000000000ull;
+    d.next_prom_ns = mono_ns();
     while (running) {
         uint64_t now = mono_ns(), until = next_retry;
         struct timespec ts;
         int sig;
 
         ppfd_metrics_tick(&d, now);
+        ppfd_events_tick(&d, now, DEVICE_TIMEOUT_MS);
+        ppfd_prom_tick(&d, now);
         if (d.interval_ms && d.metrics && d.next_sample_ns < until)
             until = d.next_sample_ns;
+        if (d.prom_file && d.next_prom_ns < until)
+            until = d.next_prom_ns;
         now = mono_ns();
         until = until > now ? until - now : 0;
         ts.tv_sec = (time_t)(until / 1000000000u);
@@ -386,7 +702,7 @@ main(int argc, char **argv)
         case SIGINT:
             running = 0;
             break;
-        default:
+        default:        /* a timeout, or SIGUSR1: an event was queued */
             if (mono_ns() >= next_retry) {
                 ppfd_apply(&d);     /* retry a pending policy */
                 next_retry = mono_ns() + RETRY_S * 1000000000ull;
@@ -394,10 +710,23 @@ main(int argc, char **argv)
             break;
         }
     }
+    /* libvirt first, so that nothing is queued behind the last flush */
+    ppf_lv_stop(d.lv);
+    d.lv = NULL;
+    if (d.evq) {
+        struct ppf_evq_stats st;
+
+        d.next_edev_ns = 0;
+        ppfd_events_tick(&d, mono_ns(), STOP_FLUSH_MS);
+        ppf_evq_get_stats(d.evq, &st);
+        if (st.queued)
+            ppf_warn("events", "stopping with %zu domain events the peripheral did not get",
+                     st.queued);
+    }
     ppfd_metrics_detach(&d);
     ppf_sampler_free(d.sampler);
     ppf_info("main", "stopped");
-    ppf_policy_free(d.policy);
+    ppfd_free(&d);
     if (pidfile)
         unlink(pidfile);
     return 0;

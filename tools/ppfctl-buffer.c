@@ -19,6 +19,7 @@
 
 #include "common/cleanup.h"
 #include "common/json.h"
+#include "common/prom.h"
 #include "ppf/ppf.h"
 #include "ppf/protocol.h"
 #include "tools/ppfctl.h"
@@ -895,128 +896,8 @@ cmd_evict(struct ctl *c, int argc, char **argv)
 
 /* ---- GET_STATS ---------------------------------------------------------- */
 
-/* Every counter ppfctl knows: JSON name, Prometheus name (counters end in
- * _total; label: one family with a label per counter), kind and help. */
-struct buf_stat_desc {
-    unsigned id;
-    const char *json;
-    const char *prom;
-    const char *label;          /* NULL or the opcode="..." label value */
-    int gauge;
-    int ms_to_s;                /* exported in seconds */
-    const char *help;
-};
-
-static const struct buf_stat_desc buf_stats[] = {
-    { PPF_STAT_UPTIME_MS, "uptime_ms", "ppf_uptime_seconds", NULL, 1, 1,
-      "Seconds since the peripheral started." },
-    { PPF_STAT_COMMANDS, "commands", "ppf_commands_total", NULL, 0, 0,
-      "Commands completed, any status." },
-    { PPF_STAT_ERRORS, "errors", "ppf_command_errors_total", NULL, 0, 0,
-      "Commands completed with an error status." },
-    { PPF_STAT_REJECTED, "rejected", "ppf_commands_rejected_total", NULL, 0, 0,
-      "Commands rejected as invalid from the host." },
-    { PPF_STAT_CLAIMS, "claims", "ppf_queue_pair_claims_total", NULL, 0, 0,
-      "Queue pairs claimed." },
-    { PPF_STAT_RESETS, "resets", "ppf_queue_pair_resets_total", NULL, 0, 0,
-      "Queue pairs reset after release or reclaim." },
-    { PPF_STAT_RECLAIMS, "reclaims", "ppf_queue_pair_reclaims_total", NULL, 0, 0,
-      "Queue pairs reclaimed from dead owners." },
-    { PPF_STAT_QUEUE_FATAL, "queue_fatal", "ppf_queue_pairs_stopped_total", NULL, 0, 0,
-      "Queue pairs stopped for protocol violations." },
-    { PPF_STAT_IRQS, "irqs", "ppf_interrupts_total", NULL, 0, 0,
-      "Completion interrupts raised." },
-    { PPF_STAT_WAKEUPS, "wakeups", "ppf_wakeups_total", NULL, 0, 0,
-      "Times the peripheral woke from sleep." },
-    { PPF_STAT_CLIENTS, "clients", "ppf_clients", NULL, 1, 0,
-      "Clients attached now (emulated peripheral)." },
-    { PPF_STAT_QPS_CLAIMED, "qps_claimed", "ppf_queue_pairs_claimed", NULL, 1, 0,
-      "Queue pairs claimed now." },
-    { PPF_STAT_OP_NOP, "op_nop", "ppf_opcode_commands_total", "NOP", 0, 0,
-      "Commands executed, by opcode." },
-    { PPF_STAT_OP_IDENTIFY, "op_identify", "ppf_opcode_commands_total", "IDENTIFY", 0, 0,
-      NULL },
-    { PPF_STAT_OP_GET_STATS, "op_get_stats", "ppf_opcode_commands_total", "GET_STATS", 0, 0,
-      NULL },
-    { PPF_STAT_DEPLOYS, "deploys", "ppf_deploys_total", NULL, 0, 0,
-      "DEPLOY commands completed successfully." },
-    { PPF_STAT_HITS, "hits", "ppf_deploy_hits_total", NULL, 0, 0,
-      "Deploys served from a prepared buffer entry." },
-    { PPF_STAT_INFLIGHT_HITS, "inflight_hits", "ppf_deploy_inflight_hits_total", NULL, 0, 0,
-      "Deploys that waited for a prefetch in flight." },
-    { PPF_STAT_MISSES, "misses", "ppf_deploy_misses_total", NULL, 0, 0,
-      "Deploys that had to fetch the image." },
-    { PPF_STAT_DEPLOY_ERRORS, "deploy_errors", "ppf_deploy_errors_total", NULL, 0, 0,
-      "DEPLOY commands that failed." },
-    { PPF_STAT_PREFETCHES, "prefetches", "ppf_prefetches_total", NULL, 0, 0,
-      "Prefetches finished." },
-    { PPF_STAT_PREFETCH_BYTES, "prefetch_bytes", "ppf_prefetch_bytes_total", NULL, 0, 0,
-      "Bytes prepared by prefetches." },
-    { PPF_STAT_DEMAND_BYTES, "demand_bytes", "ppf_demand_bytes_total", NULL, 0, 0,
-      "Bytes prepared for deploy misses." },
-    { PPF_STAT_FETCH_ERRORS, "fetch_errors", "ppf_fetch_errors_total", NULL, 0, 0,
-      "Fetches that failed." },
-    { PPF_STAT_EVICTIONS, "evictions", "ppf_evictions_total", NULL, 0, 0,
-      "Buffer entries evicted." },
-    { PPF_STAT_WASTED_BYTES, "wasted_bytes", "ppf_wasted_bytes_total", NULL, 0, 0,
-      "Bytes prefetched, then evicted unused." },
-    { PPF_STAT_BUFFER_USED, "buffer_used", "ppf_buffer_used_bytes", NULL, 1, 0,
-      "Bytes of the prefetch buffer charged now." },
-    { PPF_STAT_BUFFER_CAPACITY, "buffer_capacity", "ppf_buffer_capacity_bytes", NULL, 1, 0,
-      "Capacity of the prefetch buffer in bytes." },
-    { PPF_STAT_BUFFER_ENTRIES, "buffer_entries", "ppf_buffer_entries", NULL, 1, 0,
-      "Entries in the prefetch buffer now." },
-};
-
-#define BUF_NSTATS (sizeof buf_stats / sizeof buf_stats[0])
-
-struct buf_counters {
-    uint64_t v[PPF_STAT_FW__MAX];
-    unsigned char have[PPF_STAT_FW__MAX];
-};
-
 static void
-buf_print_prometheus(const struct buf_counters *s, int have_ratio, double ratio)
-{
-    const char *family = NULL;
-
-    for (size_t i = 0; i < BUF_NSTATS; i++) {
-        const struct buf_stat_desc *d = &buf_stats[i];
-
-        if (!s->have[d->id])
-            continue;
-        if (!family || strcmp(family, d->prom) != 0) {
-            const char *help = d->help;
-
-            for (size_t k = i; !help && k > 0; k--)     /* help sits on the first */
-                if (strcmp(buf_stats[k - 1].prom, d->prom) == 0)
-                    help = buf_stats[k - 1].help;
-            printf("# HELP %s %s\n# TYPE %s %s\n", d->prom, help ? help : "", d->prom,
-                   d->gauge ? "gauge" : "counter");
-            family = d->prom;
-        }
-        if (d->label)
-            printf("%s{opcode=\"%s\"} ", d->prom, d->label);
-        else
-            printf("%s ", d->prom);
-        if (d->ms_to_s)
-            printf("%llu.%03llu\n", (unsigned long long)(s->v[d->id] / 1000),
-                   (unsigned long long)(s->v[d->id] % 1000));
-        else
-            printf("%llu\n", (unsigned long long)s->v[d->id]);
-    }
-    if (s->have[PPF_STAT_DEPLOYS]) {
-        printf("# HELP ppf_hit_ratio Deploys served from the buffer (hits and in-flight "
-               "hits) over all deploys.\n# TYPE ppf_hit_ratio gauge\n");
-        if (have_ratio)
-            printf("ppf_hit_ratio %.6g\n", ratio);
-        else
-            printf("ppf_hit_ratio NaN\n");
-    }
-}
-
-static void
-buf_print_stats_text(const struct buf_counters *s, int have_ratio, double ratio)
+buf_print_stats_text(const struct ppf_prom_stats *s, int have_ratio, double ratio)
 {
     const uint64_t *v = s->v;
     char a[32], b[32];
@@ -1064,13 +945,11 @@ cmd_stats(struct ctl *c, int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     CLEANUP_FREE uint8_t *out = NULL;
-    struct buf_counters s;
-    struct ppf_attr_reader r;
-    struct ppf_attr a;
+    struct ppf_prom_stats s;
     struct ppf_cmd cmd = { .opcode = PPF_OP_GET_STATS };
     uint32_t cap;
     double ratio = 0;
-    int o, k, rc, prom = 0, have_ratio;
+    int o, rc, prom = 0, have_ratio;
 
     optind = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1091,46 +970,57 @@ cmd_stats(struct ctl *c, int argc, char **argv)
     cmd.out_cap = cap;
     if ((rc = buf_exec(c, &cmd, "stats", c->timeout_ms)) != 0)
         return rc;
-    memset(&s, 0, sizeof s);
-    ppf_attr_reader_init(&r, out, cmd.out_len);
-    while ((k = ppf_attr_next(&r, &a)) > 0) {
-        if (a.type == 0 || a.type >= PPF_STAT_FW__MAX)
-            continue;               /* unknown counter: skip (§5.1) */
-        if (ppf_attr_get_u64(&a, &s.v[a.type]) < 0) {
-            k = -1;
-            break;
-        }
-        s.have[a.type] = 1;
-    }
-    if (k < 0) {
+    if (ppf_prom_stats_parse(&s, out, cmd.out_len) < 0) {
         buf_malformed("stats", PPF_OP_GET_STATS);
         return 1;
     }
-    /* hits + in-flight hits over deploys; computed in floating point so
-     * that a device's inconsistent counters cannot overflow it */
-    have_ratio = s.have[PPF_STAT_DEPLOYS] && s.v[PPF_STAT_DEPLOYS] > 0;
-    if (have_ratio)
-        ratio = ((double)s.v[PPF_STAT_HITS] + (double)s.v[PPF_STAT_INFLIGHT_HITS]) /
-                (double)s.v[PPF_STAT_DEPLOYS];
+    have_ratio = ppf_prom_hit_ratio(&s, &ratio);
 
     if (prom) {
-        buf_print_prometheus(&s, have_ratio, ratio);
+        ppf_prom_write(stdout, &s);     /* a write error is caught below */
     } else if (c->json) {
         struct ppf_json j;
 
         ppf_json_init(&j, stdout);
         ppf_json_begin_object(&j, NULL);
-        for (size_t i = 0; i < BUF_NSTATS; i++)
-            if (s.have[buf_stats[i].id])
-                ppf_json_u64(&j, buf_stats[i].json, s.v[buf_stats[i].id]);
+        for (unsigned id = 1; id < PPF_PROM_NSTATS; id++)
+            if (s.have[id] && ppf_stat_name(id))
+                ppf_json_u64(&j, ppf_stat_name(id), s.v[id]);
         ppf_json_double(&j, "hit_ratio", ratio);
         ppf_json_end_object(&j);
     } else {
         buf_print_stats_text(&s, have_ratio, ratio);
     }
-    if (fflush(stdout) != 0) {
+    if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "ppfctl: writing the counters: %s\n", strerror(errno));
         return 1;
     }
     return 0;
+}
+
+/* ---- shared with the other command files (ppfctl.h) ---------------------- */
+
+int
+ctl_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj)
+{
+    return buf_exec(c, cmd, obj, c->timeout_ms);
+}
+
+uint8_t *
+ctl_alloc_out(struct ctl *c, uint32_t *cap)
+{
+    return buf_alloc_out(c, cap);
+}
+
+int
+ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
+                const char *obj)
+{
+    return buf_set_payload(c, cmd, w, obj);
+}
+
+void
+ctl_malformed(const char *obj, unsigned op)
+{
+    buf_malformed(obj, op);
 }

@@ -41,6 +41,17 @@ usage(FILE *fp)
 "  evict IMAGE [--tenant T]  drop IMAGE from the buffer (admin)\n"
 "  buffer              the buffer's entries: image, tenant, size, state, pins, hits\n"
 "  stats [--prometheus]  deploy and buffer counters, hit ratio\n"
+"  table               the Image Prediction Table: patterns and the images they rank\n"
+"  event KIND IMAGE [--tenant T] [--domain UUID] [--time EPOCH-SECONDS]\n"
+"                      tell the learning engine about host history (KIND: defined,\n"
+"                      started, stopped, undefined, deploy)\n"
+"  pool-define FILE.xml [--policy F]  define and start a ppf pool (ppf-pool(5))\n"
+"  pool-dumpxml NAME [--inactive]  the pool's libvirt XML with ppf's element\n"
+"  pool-list           ppf pools: libvirt state, prepared images, disks, quota\n"
+"  pool-refresh [NAME]  show the buffer's ready images as the pools' volumes now\n"
+"  pool-undefine NAME [--keep-libvirt]  remove a ppf pool (never its disks)\n"
+"                      pool-* take --connect URI (default qemu:///system) and\n"
+"                      --pool-dir DIR (default $PPF_POOL_DIR, /var/lib/ppf/pools)\n"
 "  replay TRACE [--policy F] [--algorithm A] [--capacity SIZE] [--bandwidth RATE]\n"
 "         [--baselines lru,belady,oracle] [--plot F.svg]  evaluate the predictor offline\n"
 "  help                show this help\n"
@@ -419,13 +430,17 @@ main(int argc, char **argv)
         r = cmd_stats(&c, argc, argv);
     else if (strcmp(argv[0], "replay") == 0)
         r = cmd_replay(&c, argc, argv);
+    else if (strcmp(argv[0], "table") == 0)
+        r = cmd_table(&c, argc, argv);
+    else if (strcmp(argv[0], "event") == 0)
+        r = cmd_event(&c, argc, argv);
     else if (strncmp(argv[0], "pool-", 5) == 0)
         r = cmd_pool(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         r = 0;
     } else
-        return usage_error("unknown command '%s' (commands: status, nop, policy, prefetch, deploy, release, evict, buffer, stats, replay, help)", argv[0]);
+        return usage_error("unknown command '%s' (commands: status, nop, policy, prefetch, deploy, release, evict, buffer, stats, table, event, replay, pool-define, pool-dumpxml, pool-list, pool-refresh, pool-undefine, help)", argv[0]);
     ctl_disconnect(&c);
     return r;
 }

@@ -23,6 +23,19 @@ int ctl_connect_kind(struct ctl *c, enum ppf_qp_kind kind);
 /* Releases the pair and closes the device; safe to call twice. */
 void ctl_disconnect(struct ctl *c);
 
+/* Runs cmd (payload and out buffer set) and reports a transport failure
+ * or a refusal, naming obj; 0 or 1 (reported). */
+int ctl_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj);
+/* A buffer one data slot long for answers (*cap its size), or NULL
+ * (reported). */
+uint8_t *ctl_alloc_out(struct ctl *c, uint32_t *cap);
+/* Sets cmd's payload from w, refusing one that overflowed or does not fit
+ * the slot; 0 or 1 (reported). */
+int ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
+                    const char *obj);
+/* Reports a malformed answer to op. */
+void ctl_malformed(const char *obj, unsigned op);
+
 int cmd_policy(struct ctl *c, int argc, char **argv);
 int cmd_prefetch(struct ctl *c, int argc, char **argv);
 int cmd_deploy(struct ctl *c, int argc, char **argv);
@@ -31,6 +44,8 @@ int cmd_evict(struct ctl *c, int argc, char **argv);
 int cmd_buffer(struct ctl *c, int argc, char **argv);
 int cmd_stats(struct ctl *c, int argc, char **argv);
 int cmd_replay(struct ctl *c, int argc, char **argv);
+int cmd_table(struct ctl *c, int argc, char **argv);
+int cmd_event(struct ctl *c, int argc, char **argv);
 /* pool-define, pool-dumpxml, pool-undefine, pool-list (argv[0] names it) */
 int cmd_pool(struct ctl *c, int argc, char **argv);
 
