@@ -47,6 +47,9 @@ struct ppf_lv {
     pthread_t thread;
     pthread_mutex_t lock;       /* timer, between stop and the loop thread */
     int timer;                  /* the connect/stop timer; -1 once removed */
+    int ptimer;                 /* the periodic work's timer; -1: none */
+    ppf_lv_periodic_fn pfn;
+    void *popaque;
     /* the loop thread's own */
     virConnectPtr conn;
     int lifecycle_id;           /* -1: not registered */
@@ -303,6 +306,7 @@ lv_disconnect(struct ppf_lv *lv)
     virResetLastError();
     lv->conn = NULL;
     lv->lifecycle_id = -1;
+    lv->ptimer = -1;
     lv->close_registered = 0;
     __atomic_store_n(&lv->connected, 0, __ATOMIC_RELEASE);
 }
@@ -384,6 +388,17 @@ lv_connect(struct ppf_lv *lv)
     return 0;
 }
 
+/* Sets the timer to ms unless a stop came in meanwhile (then it fires at
+ * once): ppf_lv_stop arms it under the same lock, so its wake-up is never
+ * overwritten by a connect attempt that was running at the time. */
+static void
+lv_rearm(struct ppf_lv *lv, int timer, int ms)
+{
+    pthread_mutex_lock(&lv->lock);
+    virEventUpdateTimeout(timer, __atomic_load_n(&lv->quit, __ATOMIC_ACQUIRE) ? 0 : ms);
+    pthread_mutex_unlock(&lv->lock);
+}
+
 /* The one timer: connects, reconnects with backoff, and stops. */
 static void
 lv_timer_cb(int timer, void *opaque)
@@ -392,6 +407,11 @@ lv_timer_cb(int timer, void *opaque)
 
     if (__atomic_load_n(&lv->quit, __ATOMIC_ACQUIRE)) {
         if (!lv->closing) {
+            pthread_mutex_lock(&lv->lock);
+            if (lv->ptimer >= 0)
+                virEventRemoveTimeout(lv->ptimer);
+            lv->ptimer = -1;
+            pthread_mutex_unlock(&lv->lock);
             lv_disconnect(lv);
             lv->closing = 1;
             lv->drain = LV_DRAIN_TICKS;
@@ -411,12 +431,40 @@ lv_timer_cb(int timer, void *opaque)
     }
     if (lv->conn || lv_connect(lv) == 0) {
         lv->backoff_s = PPF_LV_BACKOFF_MIN_S;
-        virEventUpdateTimeout(timer, -1);
+        lv_rearm(lv, timer, -1);
         return;
     }
-    virEventUpdateTimeout(timer, (int)lv->backoff_s * 1000);
+    lv_rearm(lv, timer, (int)lv->backoff_s * 1000);
     lv->backoff_s = lv->backoff_s * 2 > PPF_LV_BACKOFF_MAX_S ? PPF_LV_BACKOFF_MAX_S
                                                             : lv->backoff_s * 2;
+}
+
+static void
+lv_periodic_cb(int timer, void *opaque)
+{
+    struct ppf_lv *lv = opaque;
+
+    (void)timer;
+    if (lv->conn && !lv->lost && !__atomic_load_n(&lv->quit, __ATOMIC_ACQUIRE))
+        lv->pfn(lv->conn, lv->popaque);
+}
+
+int
+ppf_lv_add_periodic(struct ppf_lv *lv, int interval_ms, ppf_lv_periodic_fn fn, void *opaque)
+{
+    int t;
+
+    pthread_mutex_lock(&lv->lock);
+    lv->pfn = fn;
+    lv->popaque = opaque;
+    t = lv->timer >= 0 ? virEventAddTimeout(interval_ms, lv_periodic_cb, lv, NULL) : -1;
+    lv->ptimer = t;
+    pthread_mutex_unlock(&lv->lock);
+    if (t < 0) {
+        ppf_err("libvirt", "cannot add a periodic timer: %s", virGetLastErrorMessage());
+        return -1;
+    }
+    return 0;
 }
 
 static void *
@@ -463,6 +511,7 @@ ppf_lv_start(const char *uri, ppf_lv_emit_fn emit, void *opaque)
     lv->emit = emit;
     lv->opaque = opaque;
     lv->lifecycle_id = -1;
+    lv->ptimer = -1;
     lv->backoff_s = PPF_LV_BACKOFF_MIN_S;
     lv->state = LV_NEW;
     pthread_mutex_init(&lv->lock, NULL);
@@ -498,12 +547,30 @@ ppf_lv_stop(struct ppf_lv *lv)
 {
     if (!lv)
         return;
-    __atomic_store_n(&lv->quit, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&lv->lock);
+    __atomic_store_n(&lv->quit, 1, __ATOMIC_RELEASE);
     if (lv->timer >= 0)
         virEventUpdateTimeout(lv->timer, 0);    /* wakes the loop */
     pthread_mutex_unlock(&lv->lock);
-    pthread_join(lv->thread, NULL);
+    /* the loop stops within a few of its ticks; if the wake-up got lost,
+     * wake it again rather than wait forever */
+    for (int i = 0;; i++) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 2;
+        if (pthread_timedjoin_np(lv->thread, NULL, &ts) == 0)
+            break;
+        if (i == 5) {
+            ppf_err("libvirt", "libvirt's event loop does not stop; exiting without it");
+            return;
+        }
+        ppf_warn("libvirt", "libvirt's event loop is slow to stop; waking it again");
+        pthread_mutex_lock(&lv->lock);
+        if (lv->timer >= 0)
+            virEventUpdateTimeout(lv->timer, 0);
+        pthread_mutex_unlock(&lv->lock);
+    }
     pthread_mutex_destroy(&lv->lock);
     free(lv->doms);
     free(lv->uri);

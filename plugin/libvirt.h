@@ -13,6 +13,8 @@
 #ifndef PPF_PLUGIN_LIBVIRT_H
 #define PPF_PLUGIN_LIBVIRT_H
 
+#include <libvirt/libvirt.h>
+
 #include "plugin/events.h"
 
 #define PPF_LV_DEFAULT_URI   "qemu:///system"
@@ -31,6 +33,12 @@ typedef void (*ppf_lv_emit_fn)(const struct ppf_host_event *ev, void *opaque);
  * thread waits for already blocked.  NULL on failure (reported). */
 struct ppf_lv *ppf_lv_start(const char *uri, ppf_lv_emit_fn emit, void *opaque);
 
+/* Work to do every interval_ms on the plugin's thread while connected
+ * (conn is the live connection; fn must not block for long).  Call once,
+ * right after ppf_lv_start.  0, or -1 (reported). */
+typedef void (*ppf_lv_periodic_fn)(virConnectPtr conn, void *opaque);
+int ppf_lv_add_periodic(struct ppf_lv *lv, int interval_ms, ppf_lv_periodic_fn fn,
+                        void *opaque);
 /* 1 while connected to libvirtd, else 0 (any thread). */
 int ppf_lv_connected(struct ppf_lv *lv);
 

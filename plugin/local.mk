@@ -5,6 +5,7 @@ ppfd_SOURCES = plugin/ppfd.c plugin/policy-send.c plugin/policy-send.h \
 	plugin/events.c plugin/events.h \
 	plugin/libvirt.c plugin/libvirt.h \
 	hooks/domxml.c hooks/hook.h \
+	plugin/pools.c plugin/pools.h tools/pool-xml.c tools/pool-xml.h \
 	$(NULL)
 ppfd_CPPFLAGS = $(AM_CPPFLAGS) -DSYSCONFDIR='"$(sysconfdir)"'
 # hooks/domxml.c without PPF_HOOK_DLOPEN_XML: libxml2 is linked (libvirt

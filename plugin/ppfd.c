@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@
 #include "plugin/libvirt.h"
 #include "plugin/metrics.h"
 #include "plugin/policy-send.h"
+#include "plugin/pools.h"
 #include "policy/policy.h"
 #include "ppf/ppf.h"
 
@@ -78,7 +80,43 @@ struct ppfd {
     unsigned prom_interval_s;
     uint64_t next_prom_ns;
     int prom_warned;            /* the last write failure was reported */
+    /* ppf pools: ready images shown as volumes (on the libvirt thread) */
+    const char *pool_dir;
+    struct ppf_dev *pdev;       /* the libvirt thread's own device handle */
+    char pool_err[512];         /* the last failure reported (not repeated) */
 };
+
+#define POOL_REFRESH_S 5
+#define PPF_STR_(x) #x
+#define PPF_STR(x) PPF_STR_(x)
+
+/* On the libvirt thread: the buffer's ready images as volumes of the ppf
+ * pools (plugin/pools.h).  A failure is logged once until it changes. */
+static void
+ppfd_pools_refresh(virConnectPtr conn, void *opaque)
+{
+    struct ppfd *d = opaque;
+    char err[512];
+    struct stat st;
+
+    if (stat(d->pool_dir, &st) < 0)
+        return;                 /* no ppf pool was ever defined */
+    if (!d->pdev && ppf_dev_open(d->device, &d->pdev) < 0) {
+        d->pdev = NULL;
+        return;                 /* the main thread reports a missing peripheral */
+    }
+    if (ppf_pools_refresh_all(conn, d->pdev, d->pool_dir, 5000, err, sizeof err) < 0) {
+        if (strcmp(err, d->pool_err) != 0)
+            ppf_warn("pools", "refreshing the ppf pools' volumes: %s", err);
+        snprintf(d->pool_err, sizeof d->pool_err, "%s", err);
+        ppf_dev_close(d->pdev);         /* the peripheral may have restarted */
+        d->pdev = NULL;
+        return;
+    }
+    if (d->pool_err[0])
+        ppf_info("pools", "the ppf pools' volumes are refreshed again");
+    d->pool_err[0] = '\0';
+}
 
 static uint64_t
 mono_ns(void)
@@ -105,6 +143,9 @@ usage(FILE *fp)
 "  --prometheus-file FILE  write the peripheral's counters there in Prometheus\n"
 "                        text format (for a node exporter's textfile collector)\n"
 "  --prometheus-interval SECONDS  how often to rewrite it (default 15)\n"
+"  --pool-dir DIR        ppf pools' state (default $PPF_POOL_DIR, else\n"
+"                        " PPF_POOL_STATE_DIR "): every " PPF_STR(POOL_REFRESH_S) " s the buffer's ready\n"
+"                        images are shown as volumes of those pools\n"
 "  --foreground          do not detach; log to stderr\n"
 "  --log-file FILE       where to log once detached (default /var/log/ppf/ppfd.log)\n"
 "  --pidfile FILE        write the pid here once running\n"
@@ -530,6 +571,8 @@ ppfd_free(struct ppfd *d)
 {
     ppf_lv_stop(d->lv);
     d->lv = NULL;
+    ppf_dev_close(d->pdev);
+    d->pdev = NULL;
     ppf_evq_free(d->evq);
     d->evq = NULL;
     ppfd_edev_close(d);
@@ -543,7 +586,7 @@ int
 main(int argc, char **argv)
 {
     enum { OPT_FG, OPT_LOGFILE = 256, OPT_PID, OPT_EWP, OPT_LOG, OPT_NOLV, OPT_PROM,
-           OPT_PROMINT };
+           OPT_PROMINT, OPT_POOLDIR };
     static const struct option opts[] = {
         { "policy", required_argument, NULL, 'p' },
         { "device", required_argument, NULL, 'd' },
@@ -551,6 +594,7 @@ main(int argc, char **argv)
         { "no-libvirt", no_argument, NULL, OPT_NOLV },
         { "prometheus-file", required_argument, NULL, OPT_PROM },
         { "prometheus-interval", required_argument, NULL, OPT_PROMINT },
+        { "pool-dir", required_argument, NULL, OPT_POOLDIR },
         { "foreground", no_argument, NULL, OPT_FG },
         { "log-file", required_argument, NULL, OPT_LOGFILE },
         { "pidfile", required_argument, NULL, OPT_PID },
@@ -584,6 +628,11 @@ main(int argc, char **argv)
             d.uri = optarg;
             break;
         case OPT_NOLV: no_libvirt = 1; break;
+        case OPT_POOLDIR:
+            if (!optarg[0])
+                return usage_error("--pool-dir needs a directory", NULL);
+            d.pool_dir = optarg;
+            break;
         case OPT_PROM:
             if (!optarg[0])
                 return usage_error("--prometheus-file needs a file name", NULL);
@@ -660,6 +709,11 @@ main(int argc, char **argv)
             return 1;
         }
         ppf_evq_set_wake(d.evq, ppfd_wake, &d);
+        if (!d.pool_dir) {
+            const char *env = getenv("PPF_POOL_DIR");
+            d.pool_dir = env && env[0] ? env : PPF_POOL_STATE_DIR;
+        }
+        ppf_lv_add_periodic(d.lv, POOL_REFRESH_S * 1000, ppfd_pools_refresh, &d);
     }
     if (pidfile && ppf_write_pidfile(pidfile) < 0) {
         ppf_sampler_free(d.sampler);
@@ -713,6 +767,8 @@ main(int argc, char **argv)
     /* libvirt first, so that nothing is queued behind the last flush */
     ppf_lv_stop(d.lv);
     d.lv = NULL;
+    ppf_dev_close(d.pdev);
+    d.pdev = NULL;
     if (d.evq) {
         struct ppf_evq_stats st;
 

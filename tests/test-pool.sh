@@ -188,8 +188,22 @@ ppf_virsh vol-list "$gold" >"$T/vols"
 grep -q 'tiny\.raw' "$T/vols" && { cat "$T/vols"; fail "tiny.raw is still listed after the evict"; }
 grep -q 'notes\.txt' "$T/vols" || { cat "$T/vols"; fail "a file ppf did not make went away"; }
 
-# --- pool-dumpxml is pool-define input; pool-undefine -----------------------------------
+# --- ppfd keeps the volumes current by itself (every 5 s) --------------------------------
+# (no policy file: ppfd keeps the peripheral's)
+ppfd --policy "$T/no-policy.yaml" --device "$PPF_DEVICE" --pool-dir "$PPF_POOL_DIR" \
+    --exit-with-parent --pidfile "$T/ppfd.pid" 2>>"$T/ppfd.log" &
+ppfd_pid=$!
+cleanup_fn "kill $ppfd_pid 2>/dev/null; wait $ppfd_pid 2>/dev/null"
 ppfctl prefetch tiny --wait >/dev/null 2>&1 || fail "prefetch tiny --wait (again)"
+for _ in $(seq 100); do
+    ppf_virsh vol-list "$gold" 2>/dev/null | grep -q 'tiny\.raw' && break
+    sleep 0.2
+done
+ppf_virsh vol-list "$gold" | grep -q 'tiny\.raw' ||
+    { cat "$T/ppfd.log" >&2; fail "ppfd did not show the prefetched tiny as a volume within 20 s"; }
+kill "$ppfd_pid"; wait "$ppfd_pid" || fail "ppfd did not stop cleanly"
+
+# --- pool-dumpxml is pool-define input; pool-undefine -----------------------------------
 ppfctl pool-refresh "$gold" >/dev/null || fail "pool-refresh $gold (again)"
 ppfctl pool-undefine "$gold" >"$T/out" || fail "pool-undefine $gold"
 sed 's/^/# /' "$T/out"
