@@ -33,3 +33,14 @@ data/systemd/ppf-peripheral.service: $(srcdir)/data/systemd/ppf-peripheral.servi
 data/systemd/ppfd.service: $(srcdir)/data/systemd/ppfd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) data/systemd && \
 	$(systemd_edit) $(srcdir)/data/systemd/ppfd.service.in >$@.tmp && mv $@.tmp $@
+
+# the plugin's event logic against libvirt's test driver (no libvirtd)
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test-lv
+TESTS += tests/unit/test-lv
+tests_unit_test_lv_SOURCES = tests/unit/test-lv.c plugin/libvirt.c plugin/libvirt.h \
+	plugin/events.c plugin/events.h hooks/domxml.c hooks/hook.h
+tests_unit_test_lv_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBXML2_CFLAGS)
+tests_unit_test_lv_LDADD = libppfdriver.la libppfcommon.la $(CMOCKA_LIBS) $(LIBVIRT_LIBS) \
+	$(LIBXML2_LIBS)
+endif
