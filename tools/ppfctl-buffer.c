@@ -931,6 +931,15 @@ buf_print_stats_text(const struct ppf_prom_stats *s, int have_ratio, double rati
                                 (double)v[PPF_STAT_BUFFER_CAPACITY]);
         printf(", %llu entries\n", (unsigned long long)v[PPF_STAT_BUFFER_ENTRIES]);
     }
+    if (s->have[PPF_STAT_LEARNED])
+        printf("learning    %llu deploys learned (%llu host events), %llu predicted "
+               "prefetches (%llu used, %llu wasted), %llu on domain definition, "
+               "%llu table rows\n",
+               (unsigned long long)v[PPF_STAT_LEARNED], (unsigned long long)v[PPF_STAT_EVENTS],
+               (unsigned long long)v[PPF_STAT_PREDICTED],
+               (unsigned long long)v[PPF_STAT_PREDICTED_HITS],
+               (unsigned long long)v[PPF_STAT_PREDICTED_WASTED],
+               (unsigned long long)v[PPF_STAT_HINTS], (unsigned long long)v[PPF_STAT_TABLE_ROWS]);
     printf("peripheral  up %llu s, %llu commands (%llu errors, %llu rejected), "
            "%llu clients\n", (unsigned long long)(v[PPF_STAT_UPTIME_MS] / 1000),
            (unsigned long long)v[PPF_STAT_COMMANDS], (unsigned long long)v[PPF_STAT_ERRORS],
