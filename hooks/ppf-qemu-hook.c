@@ -4,13 +4,17 @@
  * environment.  On "prepare" it deploys the disk a domain's ppf:deploy
  * metadata asks for (DEPLOY to the peripheral, or on the host with image/
  * and materialize when the peripheral is down and the policy allows it);
- * on "release" it unpins what the domain pinned.  Domains without ppf
- * metadata, and every other operation, exit 0 at once.  It never calls
- * libvirt (a hook that calls the QEMU driver deadlocks).
+ * on "release" it unpins what the domain pinned; on "reconnect" (libvirtd
+ * restarted and found the domain running) it pins the disk's base for the
+ * domain again.  Domains without ppf metadata, and every other operation,
+ * exit 0 at once.  It never calls libvirt (a hook that calls the QEMU
+ * driver deadlocks).
  *
  * Output: nothing on success (virsh would not show it); on a failed
  * prepare exactly one line, "ppf: domain NAME: disk PATH: reason", which
- * virsh prints, and exit 1.  release never fails a stop.
+ * virsh prints, and exit 1.  release never fails a stop, and reconnect
+ * never fails either (libvirt kills a domain whose reconnect hook fails):
+ * their problems are one line on stderr and exit 0.
  *
  * Two programs are built from this file.  ppf-qemu-hook links only libc,
  * libxml2 and libppf, because libvirt runs it for every domain and loading
@@ -54,6 +58,11 @@
 #define HOOK_DEPLOY_MS        600000      /* a miss fetches the whole image */
 #define HOOK_CLAIM_MS         30000       /* all I/O pairs busy */
 #define HOOK_RELEASE_MS       30000
+/* reconnect holds libvirtd's job on a running domain: answer within
+ * seconds (an EXISTS takes microseconds) rather than wait on a stuck
+ * peripheral */
+#define HOOK_RECONNECT_CLAIM_MS 5000
+#define HOOK_RECONNECT_MS     10000
 #define HOOK_IN_MAX           8192
 #define HOOK_FALLBACK_DIR     "hostfallback"
 
@@ -428,14 +437,15 @@ hook_exec_fallback(const struct hook *h, int argc, char **argv, const char *xml,
 /* Opens the device and claims an I/O pair.  1 if the peripheral cannot be
  * reached (why set), 0 on success, -1 on another failure (why set). */
 static int
-hook_connect(struct ppf_dev **devp, struct ppf_qp **qpp, char *why, size_t whylen)
+hook_connect(struct ppf_dev **devp, struct ppf_qp **qpp, int claim_ms, char *why,
+             size_t whylen)
 {
     *qpp = NULL;
     if (ppf_dev_open(NULL, devp) < 0) {
         snprintf(why, whylen, "%s", ppf_error());
         return 1;
     }
-    if (ppf_qp_claim(*devp, PPF_QP_IO, HOOK_CLAIM_MS, qpp) < 0) {
+    if (ppf_qp_claim(*devp, PPF_QP_IO, claim_ms, qpp) < 0) {
         snprintf(why, whylen, "%s", ppf_error());
         ppf_dev_close(*devp);
         *devp = NULL;
@@ -454,21 +464,74 @@ hook_alloc_out(struct ppf_dev *dev, uint32_t *cap)
     return malloc(*cap ? *cap : 1);
 }
 
+/* Sends h's DEPLOY on qp and waits up to ms.  ephemeral >= 0 overrides
+ * the metadata's.  The answer is in *cmd (its output in out, cap bytes).
+ * 0, or -1 with a one-line reason in why. */
+static int
+hook_deploy(const struct hook *h, struct ppf_dev *dev, struct ppf_qp *qp, int ephemeral,
+            int ms, struct ppf_cmd *cmd, uint8_t *out, uint32_t cap, char *why,
+            size_t whylen)
+{
+    struct ppf_dev_info info;
+    struct ppf_attr_writer w;
+    uint8_t in[HOOK_IN_MAX];
+
+    if (ephemeral < 0)
+        ephemeral = h->d.ephemeral;
+    ppf_attr_writer_init(&w, in, sizeof in);
+    ppf_attr_put_str(&w, PPF_A_IMAGE, h->d.image);
+    ppf_attr_put_str(&w, PPF_A_TENANT, h->d.tenant);
+    ppf_attr_put_str(&w, PPF_A_DOMAIN, h->d.uuid);
+    ppf_attr_put_str(&w, PPF_A_TARGET, h->d.target);
+    if (h->d.mode >= 0)
+        ppf_attr_put_u32(&w, PPF_A_MODE, (uint32_t)h->d.mode);
+    if (ephemeral >= 0)
+        ppf_attr_put_u32(&w, PPF_A_EPHEMERAL, (uint32_t)ephemeral);
+    ppf_dev_get_info(dev, &info);
+    if (w.overflow || w.len > info.slot_size) {
+        snprintf(why, whylen, "the DEPLOY request does not fit the peripheral's %u-byte "
+                 "command slot; use a shorter path", info.slot_size);
+        return -1;
+    }
+    memset(cmd, 0, sizeof *cmd);
+    cmd->opcode = PPF_OP_DEPLOY;
+    cmd->in = w.buf;
+    cmd->in_len = (uint32_t)w.len;
+    cmd->out = out;
+    cmd->out_cap = cap;
+    if (ppf_exec(qp, cmd, ms) < 0) {
+        snprintf(why, whylen, "deploying image %s: %s", h->d.image, ppf_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* The peripheral's refusal of a DEPLOY, as one line in why. */
+static void
+hook_refusal(const struct hook *h, const struct ppf_cmd *cmd, char *why, size_t whylen)
+{
+    char reason[PPF_HOOK_ERR_MAX - 128];     /* room for the status text */
+
+    hook_reason(cmd, reason, sizeof reason);
+    if (reason[0])
+        snprintf(why, whylen, "%s (%s)", reason, ppf_status_text(cmd->status));
+    else
+        snprintf(why, whylen, "the peripheral refused to deploy image %s: %s", h->d.image,
+                 ppf_status_text(cmd->status));
+}
+
 static int
 hook_prepare(struct hook *h, int argc, char **argv, const char *xml, size_t len)
 {
     struct ppf_dev *dev = NULL;
     struct ppf_qp *qp = NULL;
     CLEANUP_FREE uint8_t *out = NULL;
-    struct ppf_dev_info info;
-    struct ppf_attr_writer w;
-    struct ppf_cmd cmd = { .opcode = PPF_OP_DEPLOY };
-    uint8_t in[HOOK_IN_MAX];
+    struct ppf_cmd cmd;
     char why[PPF_HOOK_ERR_MAX];
     uint32_t cap;
     int rc = 1, c;
 
-    if ((c = hook_connect(&dev, &qp, why, sizeof why)) == 1)
+    if ((c = hook_connect(&dev, &qp, HOOK_CLAIM_MS, why, sizeof why)) == 1)
         return hook_exec_fallback(h, argc, argv, xml, len, why);
     if (c < 0) {
         hook_fail(h, "cannot reach the peripheral: %s", why);
@@ -478,27 +541,8 @@ hook_prepare(struct hook *h, int argc, char **argv, const char *xml, size_t len)
         hook_fail(h, "out of memory");
         goto out;
     }
-    ppf_attr_writer_init(&w, in, sizeof in);
-    ppf_attr_put_str(&w, PPF_A_IMAGE, h->d.image);
-    ppf_attr_put_str(&w, PPF_A_TENANT, h->d.tenant);
-    ppf_attr_put_str(&w, PPF_A_DOMAIN, h->d.uuid);
-    ppf_attr_put_str(&w, PPF_A_TARGET, h->d.target);
-    if (h->d.mode >= 0)
-        ppf_attr_put_u32(&w, PPF_A_MODE, (uint32_t)h->d.mode);
-    if (h->d.ephemeral >= 0)
-        ppf_attr_put_u32(&w, PPF_A_EPHEMERAL, (uint32_t)h->d.ephemeral);
-    ppf_dev_get_info(dev, &info);
-    if (w.overflow || w.len > info.slot_size) {
-        hook_fail(h, "the DEPLOY request does not fit the peripheral's %u-byte command slot; "
-                  "use a shorter path", info.slot_size);
-        goto out;
-    }
-    cmd.in = w.buf;
-    cmd.in_len = (uint32_t)w.len;
-    cmd.out = out;
-    cmd.out_cap = cap;
-    if (ppf_exec(qp, &cmd, HOOK_DEPLOY_MS) < 0) {
-        hook_fail(h, "deploying image %s: %s", h->d.image, ppf_error());
+    if (hook_deploy(h, dev, qp, -1, HOOK_DEPLOY_MS, &cmd, out, cap, why, sizeof why) < 0) {
+        hook_fail(h, "%s", why);
         goto out;
     }
     if (cmd.status == PPF_SC_SUCCESS || cmd.status == PPF_SC_EXISTS) {
@@ -507,20 +551,65 @@ hook_prepare(struct hook *h, int argc, char **argv, const char *xml, size_t len)
         rc = 0;
         goto out;
     }
-    hook_reason(&cmd, why, sizeof why);
-    if (why[0])
-        hook_fail(h, "%s (%s)", why, ppf_status_text(cmd.status));
-    else
-        hook_fail(h, "the peripheral refused to deploy image %s: %s", h->d.image,
-                  ppf_status_text(cmd.status));
+    hook_refusal(h, &cmd, why, sizeof why);
+    hook_fail(h, "%s", why);
 out:
     ppf_qp_release(qp);
     ppf_dev_close(dev);
     return rc;
 }
 
-/* Unpins what the domain pinned.  Never fails the stop: problems are
- * logged (libvirt keeps the hook's stderr in its log) and 0 returned. */
+/* libvirtd restarted and reconnected to the running domain: pins the
+ * base its disk is an overlay of for the domain again (pins are kept in
+ * the peripheral's state, but a peripheral that lost its state, or a
+ * release that went astray, leaves a running domain's base evictable).
+ * The same DEPLOY as prepare, except that it is sent only if the disk
+ * exists (a reconnect never creates a disk) and never as ephemeral (the
+ * peripheral must not replace a running domain's disk), so the answer is
+ * EXISTS and the peripheral records the pin on the way.  libvirt kills
+ * the domain if this hook fails (docs/hooks.rst, qemuProcessReconnect):
+ * so it never does; a problem is one line on stderr. */
+static int
+hook_reconnect(struct hook *h)
+{
+    struct ppf_dev *dev = NULL;
+    struct ppf_qp *qp = NULL;
+    CLEANUP_FREE uint8_t *out = NULL;
+    struct ppf_cmd cmd;
+    char why[PPF_HOOK_ERR_MAX];
+    struct stat st;
+    uint32_t cap;
+
+    if (lstat(h->d.target, &st) < 0) {
+        hook_fail(h, "reconnect: the disk is not there (%s); nothing to pin, the domain "
+                  "keeps running", strerror(errno));
+        return 0;
+    }
+    if (hook_connect(&dev, &qp, HOOK_RECONNECT_CLAIM_MS, why, sizeof why) != 0) {
+        hook_fail(h, "reconnect: cannot reach the peripheral (%s); the domain keeps "
+                  "running, but the base of its disk is not pinned for it again", why);
+        return 0;
+    }
+    if (!(out = hook_alloc_out(dev, &cap)))
+        hook_fail(h, "reconnect: out of memory");
+    else if (hook_deploy(h, dev, qp, 0, HOOK_RECONNECT_MS, &cmd, out, cap, why,
+                         sizeof why) < 0)
+        hook_fail(h, "reconnect: %s; the domain keeps running", why);
+    else if (cmd.status == PPF_SC_SUCCESS)
+        hook_fail(h, "reconnect: the disk vanished meanwhile and was deployed again; "
+                  "the running domain still uses the old one");
+    else if (cmd.status != PPF_SC_EXISTS) {
+        hook_refusal(h, &cmd, why, sizeof why);
+        hook_fail(h, "reconnect: %s; the domain keeps running", why);
+    }
+    ppf_qp_release(qp);
+    ppf_dev_close(dev);
+    return 0;
+}
+
+/* Unpins what the domain pinned.  Never fails the stop: problems are one
+ * line on stderr (libvirt keeps it only for a failing hook, see
+ * ppf-qemu-hook(8) LOGGING) and 0 returned. */
 static int
 hook_release(struct hook *h)
 {
@@ -531,7 +620,7 @@ hook_release(struct hook *h)
     uint8_t in[256], out[1024];
     char why[PPF_HOOK_ERR_MAX];
 
-    if (hook_connect(&dev, &qp, why, sizeof why) != 0) {
+    if (hook_connect(&dev, &qp, HOOK_CLAIM_MS, why, sizeof why) != 0) {
         fprintf(stderr, "ppf: domain %.255s: release: cannot reach the peripheral (%s); "
                 "its pins stay until `ppfctl release %s`\n", h->name, why, h->d.uuid);
         return 0;
@@ -560,7 +649,19 @@ static void
 usage(FILE *fp)
 {
     fprintf(fp, "usage: ppf-qemu-hook DOMAIN OPERATION SUB-OPERATION EXTRA < domain.xml\n"
-            "libvirt's qemu hook for ppf; see ppf-qemu-hook(8).\n");
+            "libvirt's qemu hook for ppf (in /etc/libvirt/hooks/qemu.d/).  For a domain\n"
+            "with ppf:deploy metadata:\n"
+            "  prepare    deploy its disk (DEPLOY to the peripheral; the host fallback\n"
+            "             if the peripheral is down and the policy allows it); on\n"
+            "             failure one line on stderr and exit 1: the domain does not start\n"
+            "  release    unpin what the domain pinned; never fails\n"
+            "  reconnect  libvirtd restarted with the domain running: pin its disk's\n"
+            "             base for it again (DEPLOY of the existing disk, answered\n"
+            "             EXISTS); never fails, since libvirt kills a domain whose\n"
+            "             reconnect hook fails; problems are one line on stderr\n"
+            "Every other operation, and every other domain, exits 0 at once.\n"
+            "Environment (tests; libvirt passes none): PPF_DEVICE, PPF_POLICY,\n"
+            "PPF_HOOK_FALLBACK.  See ppf-qemu-hook(8).\n");
 }
 
 int
@@ -570,7 +671,7 @@ main(int argc, char **argv)
     CLEANUP_FREE char *xml = NULL;
     char err[PPF_HOOK_ERR_MAX];
     size_t len;
-    int prepare, rc;
+    int prepare, reconnect, rc;
 
     if (argc == 2 && strcmp(argv[1], "--help") == 0) {
         usage(stdout);
@@ -584,19 +685,20 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    /* reconnect: nothing to deploy, pins live in the peripheral;
-     * stopped: release follows it.  Anything else is not ours. */
+    /* stopped: release follows it.  Anything else is not ours. */
     prepare = strcmp(argv[2], "prepare") == 0;
+    reconnect = strcmp(argv[2], "reconnect") == 0;
 #ifdef PPF_HOOK_FALLBACK_WORKER
+    (void)reconnect;
     if (!prepare)
         return 0;
 #else
-    if (!prepare && strcmp(argv[2], "release") != 0)
+    if (!prepare && !reconnect && strcmp(argv[2], "release") != 0)
         return 0;
 #endif
 
     if (ppf_hook_read_all(STDIN_FILENO, PPF_HOOK_XML_MAX, &xml, &len, err, sizeof err) < 0) {
-        hook_fail(&h, "%s", err);
+        hook_fail(&h, "%s%s%s", prepare ? "" : argv[2], prepare ? "" : ": ", err);
         return prepare;
     }
     if (!ppf_hook_maybe_ppf(xml, len))
@@ -608,12 +710,14 @@ main(int argc, char **argv)
         return 0;
     if (rc < 0) {
         h.d.target[0] = '\0';
-        hook_fail(&h, "%s", err);
-        return prepare;         /* release never fails the stop */
+        hook_fail(&h, "%s%s%s", prepare ? "" : argv[2], prepare ? "" : ": ", err);
+        return prepare;         /* release and reconnect never fail */
     }
 #ifdef PPF_HOOK_FALLBACK_WORKER
     return hook_fallback(&h, argc > 5 ? argv[5] : "unreachable");
 #else
-    return prepare ? hook_prepare(&h, argc, argv, xml, len) : hook_release(&h);
+    if (prepare)
+        return hook_prepare(&h, argc, argv, xml, len);
+    return reconnect ? hook_reconnect(&h) : hook_release(&h);
 #endif
 }

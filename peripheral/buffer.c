@@ -1246,7 +1246,7 @@ deploy_ready(struct ppf_buffer *b, struct entry *e, struct waiter *w,
         deploy_done(b, e, w);
         deploy_reply(b, e, w, aw);
         *result = PPF_OUTCOME_HIT;
-    } else {
+    } else if (sc != PPF_SC_EXISTS) {   /* the disk is there: not a failure */
         stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
     }
     free(w);
@@ -1366,7 +1366,8 @@ deploy_request(struct ppf_buffer *b, const struct ppf_buf_req *r,
     sc = deploy_check_target(b, w, msg, msglen);
     if (sc != PPF_SC_SUCCESS) {
         free(w);
-        stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
+        if (sc != PPF_SC_EXISTS)
+            stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
         return sc;
     }
     if (e && e->state == PPF_ENTRY_INFLIGHT) {

@@ -39,6 +39,8 @@ hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
 mkdir -p /etc/libvirt/hooks/qemu.d
 cat >"$hook" <<EOT
 #!/bin/sh
+# only this test's domains: parallel tests have their own peripherals
+case "\$1" in ppftest-$$-*) ;; *) exit 0 ;; esac
 PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml' exec '$top_builddir/ppf-qemu-hook' "\$@"
 EOT
 chmod 755 "$hook"
