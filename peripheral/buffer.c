@@ -96,6 +96,7 @@ struct ppf_buffer {
     void (*kick)(void *);
     void *kick_ctx;
     struct ppf_buffer_hooks hooks;
+    bool admin_evict;           /* an EVICT command is removing entries */
     /* counters (PPF_STAT_* - 32) */
     uint64_t stat[PPF_STAT_FW__MAX - PPF_STAT_DEPLOYS];
 };
@@ -214,7 +215,7 @@ model_evicted(void *ctx, const struct ppf_buf_entry *me, double now)
     if (b->hooks.evicted)
         b->hooks.evicted(b->hooks.ctx, e->image,
                          strcmp(e->owner, PUBLIC_OWNER) ? e->owner : NULL, me->prefetched,
-                         me->used);
+                         me->used, b->admin_evict);
     stat_add(b, PPF_STAT_EVICTIONS, 1);
     if (me->prefetched && !me->used)
         stat_add(b, PPF_STAT_WASTED_BYTES, e->size);
@@ -1584,8 +1585,10 @@ ppf_buffer_evict(struct ppf_buffer *b, const char *image, const char *tenant,
                      e->refs ? "the base of an existing disk" : "in use by a running domain");
             return PPF_SC_BUSY;
         }
+        b->admin_evict = true;
         if (ppf_bufmodel_remove(b->model, e->id, now_s()) == 0)
             (*result)++;
+        b->admin_evict = false;
     }
     if (*result == 0) {
         snprintf(msg, msglen, "%s is not in the buffer", image);

@@ -80,10 +80,11 @@ struct ppf_buffer_hooks {
      * now (s, monotonic); higher = keep.  Used for eviction when the policy
      * says buffer.eviction: value. */
     double (*value)(void *ctx, const char *image, const char *owner, uint64_t size, double now);
-    /* an entry leaves the buffer (evicted or EVICTed); prefetched: brought
-     * in by a prefetch; used: a deploy used it since */
+    /* an entry leaves the buffer; prefetched: brought in by a prefetch;
+     * used: a deploy used it since; by_admin: an EVICT command, not room
+     * made for something worth more */
     void (*evicted)(void *ctx, const char *image, const char *owner, bool prefetched,
-                    bool used);
+                    bool used, bool by_admin);
 };
 void ppf_buffer_set_hooks(struct ppf_buffer *b, const struct ppf_buffer_hooks *h);
 

@@ -628,6 +628,30 @@ mk_load(void *m, struct ppf_nvm_reader *r, const uint32_t *map, uint32_t nmap)
     return 0;
 }
 
+/* Federation: the first-order transitions of each tenant's chain between
+ * that tenant's images, and of the global chain between public images
+ * (never one tenant's sequence through another's images). */
+static void
+mk_export(void *m, double now, struct ppf_fed_builder *b)
+{
+    struct mk *k = m;
+
+    for (uint32_t i = 0; i < k->nctx; i++) {
+        const struct mk_ctx *c = &k->ctx[i];
+        uint32_t owner = c->scope == MK_GLOBAL ? PPF_ENGINE_NO_ID : c->scope - 1;
+        double f;
+
+        if (!c->used || c->order != 1 || !(c->total > 0)
+            || ppf_engine_image_tenant(k->e, c->hist[0]) != owner)
+            continue;
+        f = ppf_engine_decay(k->e, now - c->last);
+        for (int j = 0; j < c->ns; j++)
+            if (ppf_engine_image_tenant(k->e, c->s[j].image) == owner)
+                ppf_fed_builder_edge(b, c->hist[0], c->s[j].image, c->s[j].w * f,
+                                     c->total * f, c->s[j].delay);
+    }
+}
+
 const struct ppf_model_ops ppf_model_markov = {
     .name = "markov",
     .create = mk_create,
@@ -638,4 +662,5 @@ const struct ppf_model_ops ppf_model_markov = {
     .forget = mk_forget,
     .save = mk_save,
     .load = mk_load,
+    .export_evidence = mk_export,
 };

@@ -398,6 +398,34 @@ se_load(void *m, struct ppf_nvm_reader *r, const uint32_t *map, uint32_t nmap)
     return 0;
 }
 
+/* Federation: each image's slots as UTC times of day with their daily
+ * rates, and its weekday weights (Sunday first). */
+static void
+se_export(void *m, double now, struct ppf_fed_builder *b)
+{
+    struct se *s = m;
+    double tz = ppf_engine_config(s->e)->tz_offset;
+
+    for (uint32_t id = 0; id < s->cap; id++) {
+        const struct se_img *im = &s->img[id];
+        double fade, days, dow[7];
+
+        if (!im->seen || im->ns == 0)
+            continue;
+        fade = ppf_engine_decay(s->e, now - im->wtime);
+        days = se_days(s, im, now);
+        for (int d = 0; d < 7; d++)     /* dow[] counts from a Thursday */
+            dow[(d + 4) % 7] = im->dow[d] * fade;
+        ppf_fed_builder_dow(b, id, dow);
+        for (int i = 0; i < im->ns; i++) {
+            const struct se_slot *sl = &im->s[i];
+
+            ppf_fed_builder_slot(b, id, sl->bucket * s->blen + sl->off - tz,
+                                 sl->w * fade / (days + 1), sl->dev);
+        }
+    }
+}
+
 const struct ppf_model_ops ppf_model_seasonal = {
     .name = "seasonal",
     .create = se_create,
@@ -408,4 +436,5 @@ const struct ppf_model_ops ppf_model_seasonal = {
     .forget = se_forget,
     .save = se_save,
     .load = se_load,
+    .export_evidence = se_export,
 };

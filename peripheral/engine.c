@@ -231,6 +231,7 @@ ppf_engine_config_from_policy(const struct ppf_policy *p, struct ppf_engine_conf
         imgs = 1u << 24;
     c->max_images = (uint32_t)imgs;
     c->max_contexts = 4 * c->max_images;
+    c->federated = p->federation.enabled;
     return 0;
 }
 
@@ -354,7 +355,7 @@ eng_add_model(struct ppf_engine *e, const struct ppf_model_ops *ops)
 }
 
 static int
-eng_create_models(struct ppf_engine *e)
+eng_create_local_models(struct ppf_engine *e)
 {
     switch (e->cfg.algorithm) {
     case PPF_ALGO_MARKOV: return eng_add_model(e, &ppf_model_markov);
@@ -375,6 +376,18 @@ eng_create_models(struct ppf_engine *e)
         errno = EINVAL;
         return -1;
     }
+}
+
+/* The local models, and the federated one when federation is on (it
+ * predicts from peers' summaries; see engine-federated.c). */
+static int
+eng_create_models(struct ppf_engine *e)
+{
+    if (eng_create_local_models(e) < 0)
+        return -1;
+    if (e->cfg.federated && e->cfg.algorithm != PPF_ALGO_NONE)
+        return eng_add_model(e, &ppf_model_federated);
+    return 0;
 }
 
 static void
@@ -774,7 +787,8 @@ eng_combine(struct ppf_engine *e, uint32_t image, double now, double *p, double 
         if (!m->ops->score(m->m, image, now, &mp, &meta, &mv))
             continue;
         known = 1;
-        prec = e->ensemble ? eng_precision(m) : 1;
+        /* peers' evidence is always weighed by its record here */
+        prec = e->ensemble || m->ops == &ppf_model_federated ? eng_precision(m) : 1;
         if (mp * prec > best_p) {
             best_p = mp * prec;
             *eta = meta;
@@ -889,12 +903,134 @@ ppf_engine_get_stats(const struct ppf_engine *e, struct ppf_engine_stats *st)
         const struct eng_model *m = &e->model[k];
 
         st->model[k].name = m->ops->name;
-        st->model[k].weight = e->ensemble ? eng_precision(m) : 1;
+        st->model[k].weight = e->ensemble || m->ops == &ppf_model_federated
+            ? eng_precision(m) : 1;
         st->model[k].precision = eng_precision(m);
         st->model[k].recall = (m->foreseen + 0.5) / (m->events + 1);
         st->model[k].claims = m->nclaims;
         st->model[k].hits = m->nhits;
     }
+}
+
+/* --- federation (schemas/federation.md) --------------------------------- */
+
+static int eng_evidence_cmp(const void *a, const void *b, void *arg);
+
+int
+ppf_engine_export(struct ppf_engine *e, double now,
+                  bool (*share)(void *ctx, const char *tenant), void *ctx,
+                  struct ppf_fed_summary **out)
+{
+    CLEANUP_FREE uint32_t *order = NULL;
+    struct ppf_fed_builder *b;
+    double saved_now = e->now;
+
+    *out = NULL;
+    order = malloc(((size_t)e->ntracked + 1) * sizeof *order);
+    b = ppf_fed_builder_new(e->img_cap, now);
+    if (!order || !b) {
+        if (b)
+            ppf_fed_summary_free(ppf_fed_builder_finish(b));
+        errno = ENOMEM;
+        return -1;
+    }
+    if (e->ntracked)
+        memcpy(order, e->tracked, e->ntracked * sizeof *order);
+    /* most evidence first, at now (eng_evidence_cmp reads e->now) */
+    if (now > e->now)
+        e->now = now;
+    qsort_r(order, e->ntracked, sizeof *order, eng_evidence_cmp, e);
+    e->now = saved_now;
+    for (uint32_t i = 0; i < e->ntracked; i++) {
+        const struct eng_image *im = &e->img[order[i]];
+        const char *t = ppf_strtab_name(e->tenants, im->tenant);
+        int r;
+
+        if (share && !share(ctx, t))
+            continue;
+        r = ppf_fed_builder_image(b, order[i], ppf_strtab_name(e->images, order[i]), t,
+                                  im->size, im->evidence * ppf_engine_decay(e, now - im->last),
+                                  now > im->last ? now - im->last : 0);
+        if (r < 0)
+            break;
+        if (r == 0 && i >= PPF_FED_MAX_IMAGES)
+            break;
+    }
+    for (unsigned k = 0; k < e->nmodels; k++)
+        if (e->model[k].ops->export_evidence)
+            e->model[k].ops->export_evidence(e->model[k].m, now, b);
+    *out = ppf_fed_builder_finish(b);
+    if (!*out) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+static struct eng_model *
+eng_federated(struct ppf_engine *e)
+{
+    for (unsigned k = 0; k < e->nmodels; k++)
+        if (e->model[k].ops == &ppf_model_federated)
+            return &e->model[k];
+    return NULL;
+}
+
+int
+ppf_engine_federate(struct ppf_engine *e, const char *peer, struct ppf_fed_summary *s,
+                    double now, struct ppf_fed_merge *res)
+{
+    struct eng_model *m = eng_federated(e);
+    /* peers may make the engine know names it never tracks: bounded */
+    uint32_t limit = e->cfg.max_images > UINT32_MAX / 2 ? UINT32_MAX - 1 : 2 * e->cfg.max_images;
+    uint32_t *map;
+
+    memset(res, 0, sizeof *res);
+    if (!m) {
+        ppf_fed_summary_free(s);
+        return 0;
+    }
+    map = malloc(((size_t)s->nimages + 1) * sizeof *map);
+    if (!map) {
+        ppf_fed_summary_free(s);
+        errno = ENOMEM;
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->nimages; i++) {
+        const struct ppf_fed_image *fi = &s->images[i];
+        uint32_t id, tid = PPF_ENGINE_NO_ID;
+
+        map[i] = PPF_ENGINE_NO_ID;
+        if (ppf_strtab_find(e->images, fi->name, strlen(fi->name), &id) < 0
+            && ppf_strtab_count(e->images) >= limit) {
+            res->dropped++;
+            continue;
+        }
+        if (ppf_engine_intern(e, fi->name, fi->tenant, &id, &tid) < 0) {
+            res->dropped++;
+            continue;
+        }
+        /* what the engine did not know yet: the image's owner and size */
+        if (e->img[id].tenant == PPF_ENGINE_NO_ID)
+            e->img[id].tenant = tid;
+        if (!e->img[id].size)
+            e->img[id].size = fi->size;
+        map[i] = id;
+        res->images++;
+    }
+    for (uint32_t i = 0; i < s->nedges; i++)
+        if (map[s->edges[i].from] != PPF_ENGINE_NO_ID && map[s->edges[i].to] != PPF_ENGINE_NO_ID)
+            res->edges++;
+    /* claim arrays cover the new ids (ppf_engine_intern reserved them) */
+    return ppf_fed_model_merge(m->m, peer, s, map, now);
+}
+
+int
+ppf_engine_forget_peer(struct ppf_engine *e, const char *peer)
+{
+    struct eng_model *m = eng_federated(e);
+
+    return m ? ppf_fed_model_forget_peer(m->m, peer) : -1;
 }
 
 /* --- saving and loading ------------------------------------------------- */

@@ -57,6 +57,8 @@ struct ppf_engine_config {
                                  * (0 = horizon); the scheduler sets it to
                                  * the time the fetch path needs to refill
                                  * the buffer (capacity / bandwidth) */
+    bool federated;             /* add the federated model (peers' evidence,
+                                 * peripheral/engine-federated.c) */
 };
 
 /* The policy defaults (ppf-policy(5)), without a policy. */
@@ -156,6 +158,7 @@ int ppf_engine_load(struct ppf_engine *e, const char *path);
 
 struct ppf_nvm_writer;
 struct ppf_nvm_reader;
+struct ppf_fed_builder;
 
 struct ppf_model_ops {
     const char *name;
@@ -174,6 +177,9 @@ struct ppf_model_ops {
      * the index written to the store), or read back (map[index] is the id). */
     int (*save)(void *m, struct ppf_nvm_writer *w, const uint32_t *remap);
     int (*load)(void *m, struct ppf_nvm_reader *r, const uint32_t *map, uint32_t nmap);
+    /* Optional (federation): hands what the model knows that is safe to
+     * share to b (ppf_fed_builder_slot/_edge below), as of now. */
+    void (*export_evidence)(void *m, double now, struct ppf_fed_builder *b);
 };
 
 extern const struct ppf_model_ops ppf_model_markov;
@@ -181,6 +187,7 @@ extern const struct ppf_model_ops ppf_model_seasonal;
 extern const struct ppf_model_ops ppf_model_histogram;
 extern const struct ppf_model_ops ppf_model_workload;
 extern const struct ppf_model_ops ppf_model_lru;
+extern const struct ppf_model_ops ppf_model_federated;
 
 /* Helpers shared by the models. */
 /* 2^(-dt/half_life): the weight left of evidence dt seconds old. */
@@ -197,5 +204,105 @@ double ppf_engine_now(const struct ppf_engine *e);
 /* Partial selection: keeps the k best predictions (by value, then image id
  * for determinism) at the front of v[0..n), sorted; returns min(n, k). */
 size_t ppf_prediction_top(struct ppf_prediction *v, size_t n, size_t k);
+
+/* --- federation: pattern summaries shared between peripherals ---------
+ * (schemas/federation.md).  A summary is what one engine learned, per
+ * (tenant, image): decayed evidence, time-of-day slots with their daily
+ * rates, weekday weights, and first-order transitions between images of
+ * the same tenant.  Never events, domains, paths or keys.  Pure logic like
+ * the rest of the engine; peripheral/federation.c carries the bytes. */
+
+#define PPF_FED_MAX_SUMMARY  (1u << 20)     /* bytes of an encoded summary */
+#define PPF_FED_MAX_IMAGES   4096
+#define PPF_FED_MAX_EDGES    16384
+#define PPF_FED_SLOTS        8
+#define PPF_FED_VERSION      1u
+
+struct ppf_fed_slot {
+    double tod;                 /* s after 00:00 UTC, [0, 86400) */
+    double rate;                /* expected requests per day in this slot */
+    double dev;                 /* s: spread around tod */
+};
+
+struct ppf_fed_image {
+    char *name;
+    char *tenant;               /* NULL: a public image */
+    uint64_t size;
+    double evidence;            /* decayed request count at the summary's time */
+    double age;                 /* s since its last request */
+    double ctx_total;           /* decayed transitions out of it (markov) */
+    double dow[7];              /* decayed requests by weekday (Sun = 0) */
+    unsigned nslots;
+    struct ppf_fed_slot slot[PPF_FED_SLOTS];
+};
+
+struct ppf_fed_edge {
+    uint32_t from, to;          /* indices into images[] */
+    double weight;              /* decayed count of from -> to */
+    double delay;               /* s: usual time from `from` to `to` */
+};
+
+struct ppf_fed_summary {
+    double time;                /* s since the epoch, when it was made */
+    uint32_t nimages, nedges;
+    struct ppf_fed_image *images;
+    struct ppf_fed_edge *edges;
+};
+
+void ppf_fed_summary_free(struct ppf_fed_summary *s);
+/* Encodes s (at most PPF_FED_MAX_SUMMARY bytes): 0 and a malloc'd *buf,
+ * or -1 (ENOMEM, E2BIG, EINVAL for a summary decode would refuse). */
+int ppf_fed_summary_encode(const struct ppf_fed_summary *s, uint8_t **buf, size_t *len);
+/* Decodes and fully checks an untrusted summary: 0 and *out (free with
+ * ppf_fed_summary_free), or -1 with the first problem found in err. */
+int ppf_fed_summary_decode(const void *buf, size_t len, struct ppf_fed_summary **out,
+                           char *err, size_t errlen);
+
+/* Building a summary from an engine (engine.c and the models' export). */
+struct ppf_fed_builder;
+/* The model knows image's time-of-day slot (UTC seconds of the day). */
+void ppf_fed_builder_slot(struct ppf_fed_builder *b, uint32_t image, double tod,
+                          double rate, double dev);
+void ppf_fed_builder_dow(struct ppf_fed_builder *b, uint32_t image, const double dow[7]);
+/* A transition from -> to with decayed weight w, out of a context whose
+ * decayed total is total, usually delay s apart. */
+void ppf_fed_builder_edge(struct ppf_fed_builder *b, uint32_t from, uint32_t to, double w,
+                          double total, double delay);
+
+/* What this engine learned, for peers: the images of tenants that share
+ * (share(ctx, tenant) true; tenant NULL for public images; share NULL =
+ * all), most evidence first, within the limits above.  0 and *out, or -1
+ * (ENOMEM).  Only local knowledge: what peers taught is never re-sent. */
+int ppf_engine_export(struct ppf_engine *e, double now,
+                      bool (*share)(void *ctx, const char *tenant), void *ctx,
+                      struct ppf_fed_summary **out);
+
+struct ppf_fed_merge {
+    uint32_t images;            /* known to the engine now */
+    uint32_t edges;
+    uint32_t dropped;           /* images not taken: the engine's bound */
+};
+/* Peer's latest summary s replaces the one it sent before (so merging the
+ * same summary twice changes nothing); the federated model predicts from
+ * the evidence of all peers, weighted by evidence and decayed by age.  The
+ * local models are never touched.  Takes ownership of s.  0 (also when the
+ * engine has no federated model: nothing merged), or -1 (ENOMEM). */
+int ppf_engine_federate(struct ppf_engine *e, const char *peer, struct ppf_fed_summary *s,
+                        double now, struct ppf_fed_merge *res);
+/* Drops what peer taught (0, or -1 if nothing was known from it). */
+int ppf_engine_forget_peer(struct ppf_engine *e, const char *peer);
+
+/* Between engine.c and engine-federated.c only. */
+struct ppf_fed_builder *ppf_fed_builder_new(uint32_t img_cap, double now);
+/* Adds an image (1), or 0 if the summary is full; -1 on ENOMEM. */
+int ppf_fed_builder_image(struct ppf_fed_builder *b, uint32_t image, const char *name,
+                          const char *tenant, uint64_t size, double evidence, double age);
+/* The summary built (NULL on ENOMEM); frees b. */
+struct ppf_fed_summary *ppf_fed_builder_finish(struct ppf_fed_builder *b);
+/* map[i]: the engine id of s->images[i], or PPF_ENGINE_NO_ID; both owned
+ * by the model from now on. */
+int ppf_fed_model_merge(void *m, const char *peer, struct ppf_fed_summary *s, uint32_t *map,
+                        double now);
+int ppf_fed_model_forget_peer(void *m, const char *peer);
 
 #endif /* PPF_PERIPHERAL_ENGINE_H */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "peripheral/federation.h"
 #include "peripheral/firmware.h"
 
 int
@@ -288,6 +289,16 @@ fw_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
     case PPF_OP_EVENT:
     case PPF_OP_TABLE_DUMP:
         return fw_predict_cmd(fw, e, in, out, result, out_len);
+    case PPF_OP_FED_STATUS: {   /* §5.8 */
+        struct ppf_attr_writer w;
+
+        ppf_attr_writer_init(&w, out, e->out_cap);
+        ppf_fed_status(ppf_predict_federation(fw->predict), &w);
+        if (w.overflow)
+            return PPF_SC_DATA_TOO_LONG;
+        *out_len = (uint32_t)w.len;
+        return PPF_SC_SUCCESS;
+    }
     case PPF_OP_PREFETCH:
     case PPF_OP_DEPLOY:
     case PPF_OP_RELEASE:

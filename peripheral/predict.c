@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "peripheral/engine.h"
+#include "peripheral/federation.h"
 #include "peripheral/monitor.h"
 #include "peripheral/predict.h"
 #include "peripheral/table.h"
@@ -22,7 +23,7 @@
 #define PR_PREDICT_K     16     /* predictions looked at per decision */
 #define PR_RETRY_NOSPACE 30.0   /* s before trying again an image there was no room for */
 #define PR_RETRY_FAILED  300.0  /* ... an image that could not be opened */
-#define PR_RETRY_EVICTED 120.0 /* ... an image just evicted */
+#define PR_RETRY_EVICTED 120.0 /* ... an image the admin just evicted */
 #define PR_SETUP         1.0    /* s a miss costs besides the transfer */
 #define PR_DEDUP         600.0  /* s: STARTED after DEPLOY of the same domain */
 #define PR_RECENT        32     /* deploys remembered for that */
@@ -48,6 +49,7 @@ struct ppf_predict {
     struct ppf_table *t;
     struct ppf_buffer *b;
     struct ppf_monitor *mon;
+    struct ppf_fed *fed;        /* federation with peers, or NULL */
     /* policy */
     double bw;                  /* bytes/s of the fetch path */
     uint32_t concurrent;
@@ -188,6 +190,8 @@ ppf_predict_new(const struct ppf_policy *p, const char *state_dir, struct ppf_pr
         return -1;
     }
     pr_take_policy(pr, p);
+    if (ppf_fed_new(p, &pr->fed) < 0)
+        ppf_warn("predict", "federation could not start (out of memory); learning alone");
     pr->last_save = wall_now();
     {
         struct ppf_engine_stats st;
@@ -205,6 +209,7 @@ ppf_predict_free(struct ppf_predict *pr)
 {
     if (!pr)
         return;
+    ppf_fed_free(pr->fed);
     pr_save(pr, wall_now());
     ppf_table_free(pr->t);
     ppf_engine_free(pr->e);
@@ -234,6 +239,11 @@ ppf_predict_reconfigure(struct ppf_predict *pr, const struct ppf_policy *p)
     if (pr->img)
         memset(pr->img, 0, (size_t)pr->nimg * sizeof *pr->img);
     pr_take_policy(pr, p);
+    /* federation: the new settings (peers, certificates) and engine */
+    ppf_fed_free(pr->fed);
+    pr->fed = NULL;
+    if (ppf_fed_new(p, &pr->fed) < 0)
+        ppf_warn("predict", "federation could not start (out of memory); learning alone");
     ppf_info("predict", "learning: %s", ppf_policy_algorithm_name(pr->algorithm));
     return 0;
 }
@@ -262,7 +272,8 @@ hook_value(void *ctx, const char *image, const char *owner, uint64_t size, doubl
 }
 
 static void
-hook_evicted(void *ctx, const char *image, const char *owner, bool prefetched, bool used)
+hook_evicted(void *ctx, const char *image, const char *owner, bool prefetched, bool used,
+             bool by_admin)
 {
     struct ppf_predict *pr = ctx;
     struct pr_img *pi;
@@ -272,9 +283,11 @@ hook_evicted(void *ctx, const char *image, const char *owner, bool prefetched, b
     (void)prefetched;
     if (ppf_engine_find_image(pr->e, image, &id) < 0 || !(pi = pr_img(pr, id)))
         return;
-    /* whether the admin evicted it or something worth more took its
-     * place, bringing it straight back would undo that */
-    pi->retry_at = wall_now() + PR_RETRY_EVICTED;
+    /* the admin evicted it: bringing it straight back would undo that (room
+     * made for something worth more needs no such pause: it comes back
+     * only once it is worth more than what is there) */
+    if (by_admin)
+        pi->retry_at = wall_now() + PR_RETRY_EVICTED;
     if (!pi->tracked)
         return;
     pi->tracked = false;
@@ -632,6 +645,8 @@ ppf_predict_tick(struct ppf_predict *pr)
         return;
     pr->next_tick = now + PR_TICK;
     pr_metrics(pr);
+    if (pr->fed)
+        ppf_fed_tick(pr->fed, pr->e, now);
     /* predictions by time: keyed by the slot of the day they were made in */
     c = ppf_engine_config(pr->e);
     mins = 1440 / (c->time_buckets ? c->time_buckets : 24);
@@ -643,6 +658,12 @@ ppf_predict_tick(struct ppf_predict *pr)
     }
     if (now - pr->last_save >= PR_SAVE_EVERY)
         pr_save(pr, now);
+}
+
+struct ppf_fed *
+ppf_predict_federation(struct ppf_predict *pr)
+{
+    return pr ? pr->fed : NULL;
 }
 
 void

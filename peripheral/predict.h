@@ -22,6 +22,7 @@
 
 struct ppf_predict;
 struct ppf_monitor;
+struct ppf_fed;
 
 /* A predictor for policy p, its store in state_dir (loaded now).  0, or -1
  * (ENOMEM; logged). */
@@ -53,6 +54,9 @@ enum ppf_status_code ppf_predict_table_dump(struct ppf_predict *pr, uint64_t sta
 /* Periodic work (called at every poll; does something at most once a
  * second): metrics, predictions, prefetches, saving the store. */
 void ppf_predict_tick(struct ppf_predict *pr);
+/* The predictor's federation with its peers (peripheral/federation.h), or
+ * NULL when the policy does not enable it. */
+struct ppf_fed *ppf_predict_federation(struct ppf_predict *pr);
 /* Appends PPF_STAT_EVENTS.. counters. */
 void ppf_predict_stats(struct ppf_predict *pr, struct ppf_attr_writer *w);
 

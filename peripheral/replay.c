@@ -75,6 +75,8 @@ struct rp {
     uint32_t *next_waiter;
     double demand_bytes, prefetch_bytes, useful_bytes;
     bool draining;              /* after the last request: demand only */
+    size_t metric;              /* next metrics sample */
+    struct timespec t0;         /* wall clock at the start */
 };
 
 static uint32_t
@@ -465,118 +467,293 @@ rp_teardown(struct rp *p)
     free(p->next_waiter);
 }
 
-int
-ppf_replay_run(const struct ppf_trace *t, const struct ppf_replay_config *c,
-               struct ppf_replay_result *r)
+/* One run, split so that several hosts can be interleaved in trace time
+ * (ppf_replay_run_hosts): rp_begin, rp_step per request, rp_end. */
+static int
+rp_begin(struct rp *p, const struct ppf_trace *t, const struct ppf_replay_config *c,
+         struct ppf_replay_result *r)
 {
-    struct rp p;
-    struct timespec t0, t1;
-    struct ppf_buf_stats bs;
-    size_t metric = 0;
-    int ret = 0;
-
     memset(r, 0, sizeof *r);
+    memset(p, 0, sizeof *p);
     if ((unsigned)c->kind >= PPF_REPLAY__MAX || c->capacity == 0 || c->bandwidth == 0
         || t->n == 0) {
         errno = EINVAL;
         return -1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    memset(&p, 0, sizeof p);
-    p.t = t;
-    p.c = c;
-    p.r = r;
-    p.bw = (double)c->bandwidth;
-    p.running = p.paused = p.dq_head = p.dq_tail = p.free_job = RP_NONE;
+    clock_gettime(CLOCK_MONOTONIC, &p->t0);
+    p->t = t;
+    p->c = c;
+    p->r = r;
+    p->bw = (double)c->bandwidth;
+    p->running = p->paused = p->dq_head = p->dq_tail = p->free_job = RP_NONE;
     snprintf(r->name, sizeof r->name, "%s", c->kind == PPF_REPLAY_ENGINE
              ? ppf_policy_algorithm_name(c->engine.algorithm) : ppf_replay_kind_name(c->kind));
     r->capacity = c->capacity;
     r->bandwidth = c->bandwidth;
-    if (rp_setup(&p) < 0) {
+    if (rp_setup(p) < 0) {
         int saved = errno ? errno : ENOMEM;
 
-        rp_teardown(&p);
+        rp_teardown(p);
         errno = saved;
         return -1;
     }
-    p.stream = t->ev[0].time;
-    for (size_t i = 0; i < t->n; i++) {
-        const struct ppf_trace_event *ev = &t->ev[i];
-        uint32_t image = ev->image, tenant = ev->tenant;
-        const struct ppf_buf_entry *en;
+    p->stream = t->ev[0].time;
+    return 0;
+}
 
-        if (p.c->progress && (i & 0x3fff) == 0)
-            rp_progress(&p, i, 0);
-        p.cur = i;
-        rp_advance(&p, ev->time);
-        if (p.e) {
-            struct ppf_engine_event eev;
+static int
+rp_step(struct rp *p, size_t i)
+{
+    const struct ppf_trace *t = p->t;
+    struct ppf_replay_result *r = p->r;
+    const struct ppf_trace_event *ev = &t->ev[i];
+    uint32_t image = ev->image, tenant = ev->tenant;
+    const struct ppf_buf_entry *en;
 
-            while (metric < t->nmetrics && t->metrics[metric].time <= ev->time)
-                ppf_engine_metrics(p.e, &t->metrics[metric++]);
-            image = p.eimg[ev->image];
-            tenant = p.eten[ev->tenant];
-            eev = (struct ppf_engine_event){ ev->time, image, tenant, ev->size };
-            if (ppf_engine_observe(p.e, &eev) < 0) {
-                ret = -1;
-                break;
-            }
-        }
-        if (p.next_use)
-            p.next_use[ev->image] = p.next_time[i];
-        ppf_bufmodel_revalue(p.b, image);   /* what we know of it changed */
-        en = ppf_bufmodel_find(p.b, image);
-        if (en && en->state == PPF_BUF_PREPARED) {
-            if (en->prefetched && !en->used)
-                p.useful_bytes += (double)en->size;
-            ppf_bufmodel_use(p.b, image, ev->time);
-            r->hits++;
-            p.lat[i] = 0;
-            continue;
-        }
-        if (en)
-            ppf_bufmodel_use(p.b, image, ev->time);
-        if (rp_miss(&p, (uint32_t)i, image, tenant, ev->size, ev->time) < 0) {
-            ret = -1;
-            break;
-        }
+    if (p->c->progress && (i & 0x3fff) == 0)
+        rp_progress(p, i, 0);
+    p->cur = i;
+    rp_advance(p, ev->time);
+    if (p->e) {
+        struct ppf_engine_event eev;
+
+        while (p->metric < t->nmetrics && t->metrics[p->metric].time <= ev->time)
+            ppf_engine_metrics(p->e, &t->metrics[p->metric++]);
+        image = p->eimg[ev->image];
+        tenant = p->eten[ev->tenant];
+        eev = (struct ppf_engine_event){ ev->time, image, tenant, ev->size };
+        if (ppf_engine_observe(p->e, &eev) < 0)
+            return -1;
     }
+    if (p->next_use)
+        p->next_use[ev->image] = p->next_time[i];
+    ppf_bufmodel_revalue(p->b, image);  /* what we know of it changed */
+    en = ppf_bufmodel_find(p->b, image);
+    if (en && en->state == PPF_BUF_PREPARED) {
+        if (en->prefetched && !en->used)
+            p->useful_bytes += (double)en->size;
+        ppf_bufmodel_use(p->b, image, ev->time);
+        r->hits++;
+        p->lat[i] = 0;
+        return 0;
+    }
+    if (en)
+        ppf_bufmodel_use(p->b, image, ev->time);
+    return rp_miss(p, (uint32_t)i, image, tenant, ev->size, ev->time);
+}
+
+/* Finishes the run (ret: 0, or -1 if a step failed) and frees it. */
+static int
+rp_end(struct rp *p, int ret)
+{
+    const struct ppf_trace *t = p->t;
+    struct ppf_replay_result *r = p->r;
+    struct ppf_buf_stats bs;
+    struct timespec t1;
+
     /* let the last demand fetches finish so every miss has its latency */
     if (ret == 0) {
-        p.cur = t->n;
-        p.draining = true;
-        if (p.running != RP_NONE && !p.job[p.running].demand)
-            p.running = RP_NONE;
-        p.paused = RP_NONE;
-        rp_advance(&p, INFINITY);
+        p->cur = t->n;
+        p->draining = true;
+        if (p->running != RP_NONE && !p->job[p->running].demand)
+            p->running = RP_NONE;
+        p->paused = RP_NONE;
+        rp_advance(p, INFINITY);
     }
-    rp_progress(&p, t->n, 1);
+    rp_progress(p, t->n, 1);
     if (ret < 0) {
-        rp_teardown(&p);
+        rp_teardown(p);
         errno = ENOMEM;
         return -1;
     }
     r->requests = t->n;
     r->hit_ratio = (double)r->hits / (double)t->n;
-    r->demand_bytes = (uint64_t)llround(p.demand_bytes);
-    r->prefetch_bytes = (uint64_t)llround(p.prefetch_bytes);
-    r->useful_bytes = (uint64_t)llround(p.useful_bytes);
-    ppf_bufmodel_get_stats(p.b, &bs);
+    r->demand_bytes = (uint64_t)llround(p->demand_bytes);
+    r->prefetch_bytes = (uint64_t)llround(p->prefetch_bytes);
+    r->useful_bytes = (uint64_t)llround(p->useful_bytes);
+    ppf_bufmodel_get_stats(p->b, &bs);
     r->wasted_bytes = bs.evicted_unused_bytes;
-    ppf_bufmodel_foreach(p.b, rp_pending, &r->pending_bytes);
+    ppf_bufmodel_foreach(p->b, rp_pending, &r->pending_bytes);
     {
         double sum = 0;
 
         for (size_t i = 0; i < t->n; i++)
-            sum += p.lat[i];
+            sum += p->lat[i];
         r->mean_latency = sum / (double)t->n;
-        qsort(p.lat, t->n, sizeof *p.lat, rp_dbl_cmp);
-        r->p99_latency = p.lat[(size_t)floor(0.99 * (double)(t->n - 1))];
+        qsort(p->lat, t->n, sizeof *p->lat, rp_dbl_cmp);
+        r->p99_latency = p->lat[(size_t)floor(0.99 * (double)(t->n - 1))];
     }
-    if (p.e)
-        ppf_engine_get_stats(p.e, &r->engine);
-    rp_teardown(&p);
+    if (p->e)
+        ppf_engine_get_stats(p->e, &r->engine);
+    rp_teardown(p);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    r->wall_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    r->wall_seconds = (double)(t1.tv_sec - p->t0.tv_sec) + (t1.tv_nsec - p->t0.tv_nsec) / 1e9;
     return 0;
+}
+
+int
+ppf_replay_run(const struct ppf_trace *t, const struct ppf_replay_config *c,
+               struct ppf_replay_result *r)
+{
+    struct rp p;
+    int ret = 0;
+
+    if (rp_begin(&p, t, c, r) < 0)
+        return -1;
+    for (size_t i = 0; i < t->n && ret == 0; i++)
+        ret = rp_step(&p, i);
+    return rp_end(&p, ret);
+}
+
+/* --- several hosts, with and without federation ------------------------- */
+
+uint32_t
+ppf_replay_host_of(const char *tenant, unsigned nhosts)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *s = tenant; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    h ^= h >> 15;
+    return nhosts ? h % nhosts : 0;
+}
+
+static bool
+rp_share(void *ctx, const char *tenant)
+{
+    const struct ppf_policy *pol = ctx;
+
+    if (!pol || !tenant)
+        return true;
+    for (size_t i = 0; i < pol->ntenants; i++)
+        if (strcmp(pol->tenants[i].name, tenant) == 0)
+            return pol->tenants[i].share;
+    return true;
+}
+
+/* Every host's summary to every other host, through the wire format. */
+static int
+rp_exchange(struct rp *p, unsigned nhosts, double now, uint64_t *merged)
+{
+    for (unsigned h = 0; h < nhosts; h++) {
+        struct ppf_fed_summary *s;
+        uint8_t *buf;
+        size_t len;
+        char name[32], err[256];
+
+        if (!p[h].e)
+            continue;
+        if (ppf_engine_export(p[h].e, now, rp_share, (void *)p[h].c->policy, &s) < 0)
+            return -1;
+        if (ppf_fed_summary_encode(s, &buf, &len) < 0) {
+            ppf_fed_summary_free(s);
+            return -1;
+        }
+        ppf_fed_summary_free(s);
+        snprintf(name, sizeof name, "host%u", h);
+        for (unsigned g = 0; g < nhosts; g++) {
+            struct ppf_fed_merge res;
+
+            if (g == h || !p[g].e)
+                continue;
+            if (ppf_fed_summary_decode(buf, len, &s, err, sizeof err) < 0
+                || ppf_engine_federate(p[g].e, name, s, now, &res) < 0) {
+                free(buf);
+                errno = EIO;
+                return -1;
+            }
+            *merged += res.images;
+        }
+        free(buf);
+    }
+    return 0;
+}
+
+int
+ppf_replay_run_hosts(const struct ppf_trace *t, const struct ppf_replay_config *c,
+                     unsigned nhosts, double interval, struct ppf_replay_result *r,
+                     uint64_t *merged)
+{
+    CLEANUP_FREE uint32_t *host = NULL;
+    CLEANUP_FREE size_t *next = NULL;
+    CLEANUP_FREE struct ppf_trace *sub = NULL;
+    CLEANUP_FREE struct rp *p = NULL;
+    CLEANUP_FREE bool *live = NULL;
+    struct ppf_replay_config hc = *c;
+    double next_exchange;
+    int ret = 0;
+
+    *merged = 0;
+    if (nhosts < 1 || nhosts > PPF_REPLAY_MAX_HOSTS || c->kind != PPF_REPLAY_ENGINE
+        || t->n == 0 || !(interval >= 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    hc.engine.federated = interval > 0;
+    hc.progress = 0;
+    host = malloc(t->n * sizeof *host);
+    next = calloc(nhosts, sizeof *next);
+    sub = calloc(nhosts, sizeof *sub);
+    p = calloc(nhosts, sizeof *p);
+    live = calloc(nhosts, sizeof *live);
+    if (!host || !next || !sub || !p || !live) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        if (c->split_requests) {
+            char key[24];
+
+            snprintf(key, sizeof key, "%zu", i);
+            host[i] = ppf_replay_host_of(key, nhosts);
+        } else {
+            host[i] = ppf_replay_host_of(ppf_strtab_name(t->tenants, t->ev[i].tenant),
+                                         nhosts);
+        }
+        sub[host[i]].n++;
+    }
+    for (unsigned h = 0; h < nhosts; h++) {
+        size_t n = sub[h].n;
+
+        sub[h] = *t;            /* the names and metrics are shared */
+        sub[h].n = 0;
+        sub[h].ev = n ? malloc(n * sizeof *sub[h].ev) : NULL;
+        if (n && !sub[h].ev)
+            ret = -1;
+    }
+    if (ret == 0)
+        for (size_t i = 0; i < t->n; i++) {
+            struct ppf_trace *s = &sub[host[i]];
+
+            s->ev[s->n++] = t->ev[i];
+        }
+    for (unsigned h = 0; h < nhosts && ret == 0; h++) {
+        if (sub[h].n == 0) {
+            memset(&r[h], 0, sizeof r[h]);
+            continue;
+        }
+        if (rp_begin(&p[h], &sub[h], &hc, &r[h]) < 0)
+            ret = -1;
+        else
+            live[h] = true;
+    }
+    next_exchange = t->ev[0].time + interval;
+    for (size_t i = 0; i < t->n && ret == 0; i++) {
+        double now = t->ev[i].time;
+
+        if (interval > 0 && now >= next_exchange) {
+            if (rp_exchange(p, nhosts, now, merged) < 0)
+                ret = -1;
+            while (next_exchange <= now)
+                next_exchange += interval;
+        }
+        if (ret == 0)
+            ret = rp_step(&p[host[i]], next[host[i]]++);
+    }
+    for (unsigned h = 0; h < nhosts; h++) {
+        if (live[h] && rp_end(&p[h], ret) < 0)
+            ret = -1;
+        free(sub[h].ev);
+    }
+    return ret;
 }

@@ -42,6 +42,9 @@ struct ppf_replay_config {
     uint64_t bandwidth;                 /* bytes/s, > 0 */
     const struct ppf_policy *policy;    /* optional: tenant quotas */
     int progress;                       /* report progress on stderr */
+    int split_requests;                 /* ppf_replay_run_hosts: requests spread
+                                         * over the hosts (by a hash of the
+                                         * request), not tenants */
 };
 
 struct ppf_replay_result {
@@ -68,5 +71,19 @@ int ppf_replay_kind_parse(const char *s);
 /* 0, or -1 with errno (EINVAL: bad configuration; ENOMEM). */
 int ppf_replay_run(const struct ppf_trace *t, const struct ppf_replay_config *c,
                    struct ppf_replay_result *r);
+
+/* Several hosts (issue 8): the trace's requests split over nhosts by a
+ * hash of the tenant (or of each request: c->split_requests), each host with its own engine, scheduler and buffer
+ * of c->capacity; with interval > 0 (s of trace time) every host sends
+ * its pattern summary to every other one that often (through the wire
+ * format, schemas/federation.md), with interval 0 they learn alone.
+ * r[0..nhosts) per host (requests 0 if none came to it); *merged counts
+ * the images merged.  0, or -1 with errno. */
+#define PPF_REPLAY_MAX_HOSTS 64
+int ppf_replay_run_hosts(const struct ppf_trace *t, const struct ppf_replay_config *c,
+                         unsigned nhosts, double interval, struct ppf_replay_result *r,
+                         uint64_t *merged);
+/* The host (0..nhosts) a tenant's requests go to. */
+uint32_t ppf_replay_host_of(const char *tenant, unsigned nhosts);
 
 #endif /* PPF_PERIPHERAL_REPLAY_H */

@@ -97,9 +97,9 @@ for r in $(seq "$rounds"); do
         t=$(( $(now_ms) - t0 ))
         after=$(ppfctl --json stats)
         outcome=other
-        for o in hits inflight_hits misses; do
-            if [ "$(counter "$after" $o)" != "$(counter "$before" $o)" ]; then
-                outcome=${o%s}; outcome=${outcome/inflight_hit/in-flight}
+        for o in hit:hits in-flight:inflight_hits miss:misses; do
+            if [ "$(counter "$after" "${o#*:}")" != "$(counter "$before" "${o#*:}")" ]; then
+                outcome=${o%%:*}
             fi
         done
         echo "$r,$name,demo-svc-$s,$outcome,$t" >>"$out/starts.csv"

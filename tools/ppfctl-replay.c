@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #define RP_MAX_CAPS 16
 #define RP_DEFAULT_CAPACITY (256ull << 30)
 #define RP_DEFAULT_BANDWIDTH 1000000000ull
+#define RP_DEFAULT_FED_INTERVAL 300.0
 
 struct rp_opts {
     const char *trace, *policy, *algorithm, *metrics, *plot;
@@ -32,6 +34,9 @@ struct rp_opts {
     uint64_t bandwidth;
     int baseline[PPF_REPLAY__MAX];
     int json, quiet;
+    unsigned hosts;             /* --hosts: split over this many (issue 8) */
+    int federation, split_requests;
+    double fed_interval;        /* s of trace time between exchanges */
 };
 
 static void
@@ -306,6 +311,86 @@ rp_load_policy(const char *file, struct ppf_policy **p)
     return r;
 }
 
+/* --hosts N [--federation]: each host's hit ratio learning alone and, with
+ * --federation, sharing pattern summaries (peripheral/replay.h). */
+static int
+rp_hosts(const struct ppf_trace *t, const struct rp_opts *o, struct ppf_replay_config *rc)
+{
+    CLEANUP_FREE struct ppf_replay_result *alone = calloc(o->hosts, sizeof *alone);
+    CLEANUP_FREE struct ppf_replay_result *fed = calloc(o->hosts, sizeof *fed);
+    struct ppf_json j;
+    uint64_t merged = 0, m0;
+
+    if (!alone || !fed) {
+        fprintf(stderr, "ppfctl: out of memory\n");
+        return 1;
+    }
+    if (o->json) {
+        ppf_json_init(&j, stdout);
+        ppf_json_begin_array(&j, NULL);
+    }
+    for (unsigned g = 0; g < o->ncaps; g++) {
+        uint64_t req = 0, hits[2] = { 0, 0 };
+        char cap[32];
+
+        rc->kind = PPF_REPLAY_ENGINE;
+        rc->capacity = o->caps[g];
+        rc->split_requests = o->split_requests;
+        if (ppf_replay_run_hosts(t, rc, o->hosts, 0, alone, &m0) < 0
+            || (o->federation
+                && ppf_replay_run_hosts(t, rc, o->hosts, o->fed_interval, fed, &merged) < 0)) {
+            fprintf(stderr, "ppfctl: replay of %s over %u hosts failed: %s\n", o->trace,
+                    o->hosts, strerror(errno));
+            return 1;
+        }
+        rp_fmt_bytes((double)o->caps[g], cap, sizeof cap);
+        if (!o->json) {
+            if (o->federation)
+                printf("%s over %u hosts (%s split by hash), %s buffer each, "
+                       "federation every %.0f s of trace time\n", alone[0].name, o->hosts,
+                       o->split_requests ? "requests" : "tenants", cap, o->fed_interval);
+            else
+                printf("%s over %u hosts (%s split by hash), %s buffer each\n", alone[0].name,
+                       o->hosts, o->split_requests ? "requests" : "tenants", cap);
+            printf("%-6s %10s %12s %12s\n", "host", "requests", "alone",
+                   o->federation ? "federated" : "");
+        }
+        for (unsigned h = 0; h < o->hosts; h++) {
+            req += alone[h].requests;
+            hits[0] += alone[h].hits;
+            hits[1] += fed[h].hits;
+            if (o->json) {
+                ppf_json_begin_object(&j, NULL);
+                ppf_json_u64(&j, "host", h);
+                ppf_json_u64(&j, "capacity", o->caps[g]);
+                ppf_json_u64(&j, "requests", alone[h].requests);
+                ppf_json_double(&j, "hit_ratio_alone", alone[h].hit_ratio);
+                if (o->federation)
+                    ppf_json_double(&j, "hit_ratio_federated", fed[h].hit_ratio);
+                ppf_json_end_object(&j);
+            } else if (o->federation) {
+                printf("%-6u %10" PRIu64 " %12.3f %12.3f\n", h, alone[h].requests,
+                       alone[h].hit_ratio, fed[h].hit_ratio);
+            } else {
+                printf("%-6u %10" PRIu64 " %12.3f\n", h, alone[h].requests,
+                       alone[h].hit_ratio);
+            }
+        }
+        if (!o->json && req) {
+            if (o->federation)
+                printf("%-6s %10" PRIu64 " %12.3f %12.3f\n(%" PRIu64 " image records "
+                       "merged)\n", "all", req, (double)hits[0] / (double)req,
+                       (double)hits[1] / (double)req, merged);
+            else
+                printf("%-6s %10" PRIu64 " %12.3f\n", "all", req,
+                       (double)hits[0] / (double)req);
+        }
+    }
+    if (o->json)
+        ppf_json_end_array(&j);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int
 cmd_replay(struct ctl *c, int argc, char **argv)
 {
@@ -319,6 +404,10 @@ cmd_replay(struct ctl *c, int argc, char **argv)
         { "json", no_argument, NULL, 'j' },
         { "plot", required_argument, NULL, 'P' },
         { "quiet", no_argument, NULL, 'q' },
+        { "hosts", required_argument, NULL, 'H' },
+        { "federation", no_argument, NULL, 'F' },
+        { "federation-interval", required_argument, NULL, 'I' },
+        { "split", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
     struct rp_opts o;
@@ -333,6 +422,7 @@ cmd_replay(struct ctl *c, int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     o.json = c->json;
+    o.fed_interval = RP_DEFAULT_FED_INTERVAL;
     optind = 0;     /* 0: re-initialize, so options may follow TRACE */
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
@@ -349,6 +439,32 @@ cmd_replay(struct ctl *c, int argc, char **argv)
         case 'j': o.json = 1; break;
         case 'P': o.plot = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'H': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+
+            if (*end || end == optarg || v < 1 || v > PPF_REPLAY_MAX_HOSTS)
+                return usage_error("replay: --hosts '%s': 1 to %d", optarg,
+                                   PPF_REPLAY_MAX_HOSTS);
+            o.hosts = (unsigned)v;
+            break;
+        }
+        case 'F': o.federation = 1; break;
+        case 'S':
+            if (strcmp(optarg, "tenant") && strcmp(optarg, "request"))
+                return usage_error("replay: --split '%s': tenant or request", optarg);
+            o.split_requests = strcmp(optarg, "request") == 0;
+            break;
+        case 'I': {
+            char *end;
+            double v = strtod(optarg, &end);
+
+            if (*end || end == optarg || !(v >= 1) || v > 86400 * 7)
+                return usage_error("replay: --federation-interval '%s': seconds of trace "
+                                   "time, 1 to 604800", optarg);
+            o.fed_interval = v;
+            break;
+        }
         default: return usage_error("replay: unknown option");
         }
     }
@@ -400,6 +516,12 @@ cmd_replay(struct ctl *c, int argc, char **argv)
     }
     if (o.metrics && ppf_trace_read_metrics(t, o.metrics, err, sizeof err) < 0) {
         fprintf(stderr, "ppfctl: %s\n", err);
+        goto out;
+    }
+    if (o.federation && !o.hosts)
+        o.hosts = 4;
+    if (o.hosts) {
+        ret = rp_hosts(t, &o, &rc);
         goto out;
     }
     {

@@ -54,6 +54,9 @@ usage(FILE *fp)
 "                      --pool-dir DIR (default $PPF_POOL_DIR, /var/lib/ppf/pools)\n"
 "  replay TRACE [--policy F] [--algorithm A] [--capacity SIZE] [--bandwidth RATE]\n"
 "         [--baselines lru,belady,oracle] [--plot F.svg]  evaluate the predictor offline\n"
+"         [--hosts N [--federation] [--federation-interval S] [--split tenant|request]]\n"
+"                      (N simulated hosts, learning alone or sharing summaries)\n"
+"  federation status   peers, last exchange, what was merged, errors\n"
 "  help                show this help\n"
 "\n"
 "Options:\n"
@@ -434,6 +437,8 @@ main(int argc, char **argv)
         r = cmd_table(&c, argc, argv);
     else if (strcmp(argv[0], "event") == 0)
         r = cmd_event(&c, argc, argv);
+    else if (strcmp(argv[0], "federation") == 0)
+        r = cmd_federation(&c, argc, argv);
     else if (strncmp(argv[0], "pool-", 5) == 0)
         r = cmd_pool(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {

@@ -46,6 +46,7 @@ int cmd_stats(struct ctl *c, int argc, char **argv);
 int cmd_replay(struct ctl *c, int argc, char **argv);
 int cmd_table(struct ctl *c, int argc, char **argv);
 int cmd_event(struct ctl *c, int argc, char **argv);
+int cmd_federation(struct ctl *c, int argc, char **argv);
 /* pool-define, pool-dumpxml, pool-undefine, pool-list (argv[0] names it) */
 int cmd_pool(struct ctl *c, int argc, char **argv);
 

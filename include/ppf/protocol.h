@@ -178,6 +178,7 @@ enum ppf_opcode {
     PPF_OP_EVICT = 0x11,        /* admin */
     PPF_OP_BUFFER_LIST = 0x12,
     PPF_OP_TABLE_DUMP = 0x13,
+    PPF_OP_FED_STATUS = 0x14,   /* §5.8 federation: peers, exchanges, errors */
     PPF_OP_PREFETCH = 0x20,
     PPF_OP_DEPLOY = 0x21,
     PPF_OP_RELEASE = 0x22,
@@ -399,6 +400,30 @@ enum ppf_predict_stat {
     PPF_STAT_STORE_SAVES = 63,  /* pattern store written */
     PPF_STAT_PREDICT__MAX
 };
+
+/* §5.8 FED_STATUS: the federation's state, then one record per peer, each
+ * starting with PPF_A_FED_PEER.  Times are µs since the epoch (0 = never). */
+enum ppf_fed_attr {
+    PPF_A_FED_ENABLED = 64,     /* u32: 1 if federation.enabled */
+    PPF_A_FED_LISTEN = 65,      /* str: host:port accepted on */
+    PPF_A_FED_STATE = 66,       /* str: "running", "disabled" or "error: ..." */
+    PPF_A_FED_EXPORTED = 67,    /* u64: images in the summary we send */
+    PPF_A_FED_EXPORTED_BYTES = 68,  /* u64: its size */
+    PPF_A_FED_REFUSED = 69,     /* u64: connections refused (TLS, certificate) */
+    PPF_A_FED_REFUSED_ERROR = 70,   /* str: why the last one was */
+    PPF_A_FED_PEER = 71,        /* str: starts a peer: host:port (we send) or
+                                 * its certificate's DN (it sends) */
+    PPF_A_FED_DIRECTION = 72,   /* u32: PPF_FED_OUT or PPF_FED_IN */
+    PPF_A_FED_LAST_US = 73,     /* u64: last successful exchange */
+    PPF_A_FED_OK = 74,          /* u64: summaries sent (out) or accepted (in) */
+    PPF_A_FED_REJECTED = 75,    /* u64: summaries refused by the peer (out) or
+                                 * rejected from it: garbage, oversized (in) */
+    PPF_A_FED_FAILURES = 76,    /* u64: connections that failed (out) */
+    PPF_A_FED_MERGED = 77,      /* u64: images merged from its last summary (in) */
+    PPF_A_FED_ERROR = 78,       /* str: the last error */
+    PPF_A_FED_ERROR_US = 79,    /* u64: when */
+};
+enum { PPF_FED_OUT = 1, PPF_FED_IN = 2 };
 
 /* §7 Emulated transport: the message a client receives on connecting to
  * the device socket, with the window's memfd attached (SCM_RIGHTS). */
