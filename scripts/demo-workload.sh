@@ -66,11 +66,13 @@ say "defining domains ppf-demo-{a,b,c,d} (ppf metadata) and ppf-demo-plain (a pl
 for s in "${services[@]}"; do
     name=ppf-demo-$s
     ppf_virsh destroy "$name" >/dev/null 2>&1 || true
+    ppf_virsh undefine "$name" >/dev/null 2>&1 || true    # (a previous run's)
     meta="<ppf:deploy xmlns:ppf=\"urn:ppf:libvirt:1.0\" image=\"demo-svc-$s\" tenant=\"demo\" ephemeral=\"yes\"/>"
     domxml "$name" "$disks/$name.qcow2" "$meta" >"$out/$name.xml"
     ppf_virsh define "$out/$name.xml" >/dev/null
 done
 ppf_virsh destroy ppf-demo-plain >/dev/null 2>&1 || true
+ppf_virsh undefine ppf-demo-plain >/dev/null 2>&1 || true
 [ -s "$disks/ppf-demo-plain.qcow2" ] || qemu-img create -q -f qcow2 "$disks/ppf-demo-plain.qcow2" 64M
 domxml ppf-demo-plain "$disks/ppf-demo-plain.qcow2" >"$out/ppf-demo-plain.xml"
 ppf_virsh define "$out/ppf-demo-plain.xml" >/dev/null
