@@ -418,6 +418,29 @@ ppf_wait(struct ppf_qp *qp, struct ppf_cmd *cmd, int timeout_ms)
     }
 }
 
+void
+ppf_cmd_reason(const struct ppf_cmd *cmd, char *buf, size_t len)
+{
+    const unsigned char *p = cmd->out;
+    size_t n = 0;
+
+    if (p)
+        n = cmd->out_len < len - 1 ? cmd->out_len : len - 1;
+
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
+        n--;
+    if (n < cmd->out_len && n == len - 1) {
+        /* cut short: do not end inside a UTF-8 sequence */
+        while (n > 0 && (p[n - 1] & 0xc0) == 0x80)
+            n--;
+        if (n > 0 && p[n - 1] >= 0xc0)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++)
+        buf[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
+    buf[n] = '\0';
+}
+
 int
 ppf_exec(struct ppf_qp *qp, struct ppf_cmd *cmd, int timeout_ms)
 {

@@ -92,28 +92,6 @@ hook_fail(const struct hook *h, const char *fmt, ...)
     fprintf(stderr, "%s\n", line);
 }
 
-#ifndef PPF_HOOK_FALLBACK_WORKER
-/* The peripheral's one-line reason for a refusal, printable and bounded. */
-static void
-hook_reason(const struct ppf_cmd *cmd, char *buf, size_t len)
-{
-    const unsigned char *p = cmd->out;
-    size_t n = cmd->out_len < len - 1 ? cmd->out_len : len - 1;
-
-    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
-        n--;
-    if (n < cmd->out_len && n == len - 1) {
-        while (n > 0 && (p[n - 1] & 0xc0) == 0x80)
-            n--;
-        if (n > 0 && p[n - 1] >= 0xc0)
-            n--;
-    }
-    for (size_t i = 0; i < n; i++)
-        buf[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
-    buf[n] = '\0';
-}
-#endif
-
 /* ---- host-side fallback (the peripheral is not running) ----------------- */
 #ifdef PPF_HOOK_FALLBACK_WORKER
 
@@ -512,7 +490,7 @@ hook_refusal(const struct hook *h, const struct ppf_cmd *cmd, char *why, size_t 
 {
     char reason[PPF_HOOK_ERR_MAX - 128];     /* room for the status text */
 
-    hook_reason(cmd, reason, sizeof reason);
+    ppf_cmd_reason(cmd, reason, sizeof reason);
     if (reason[0])
         snprintf(why, whylen, "%s (%s)", reason, ppf_status_text(cmd->status));
     else
@@ -634,7 +612,7 @@ hook_release(struct hook *h)
     if (ppf_exec(qp, &cmd, HOOK_RELEASE_MS) < 0)
         fprintf(stderr, "ppf: domain %.255s: release: %s\n", h->name, ppf_error());
     else if (cmd.status != PPF_SC_SUCCESS) {
-        hook_reason(&cmd, why, sizeof why);
+        ppf_cmd_reason(&cmd, why, sizeof why);
         fprintf(stderr, "ppf: domain %.255s: release refused: %s (%s)\n", h->name,
                 why[0] ? why : "no reason given", ppf_status_text(cmd.status));
     }

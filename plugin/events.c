@@ -161,19 +161,6 @@ evq_encode(const struct ppf_host_event *ev, uint8_t *buf, size_t cap)
     return w.overflow ? 0 : w.len;
 }
 
-/* The device's one-line reason from a refused command, made printable. */
-static void
-evq_reason(const struct ppf_cmd *cmd, char *msg, size_t cap)
-{
-    uint32_t n = cmd->out_len < cap - 1 ? cmd->out_len : (uint32_t)cap - 1;
-
-    memcpy(msg, cmd->out, n);
-    msg[n] = '\0';
-    for (uint32_t i = 0; i < n; i++)
-        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
-            msg[i] = '?';
-}
-
 /* Handles a completed EVENT (logs, counts). */
 static void
 evq_done(struct ppf_evq *q, const struct ppf_host_event *ev, const struct ppf_cmd *cmd)
@@ -208,7 +195,7 @@ evq_done(struct ppf_evq *q, const struct ppf_host_event *ev, const struct ppf_cm
                       ppf_event_kind_name(ev->kind), ev->domain);
         return;
     }
-    evq_reason(cmd, msg, sizeof msg);
+    ppf_cmd_reason(cmd, msg, sizeof msg);
     ppf_warn("events", "the peripheral refused %s of domain %s (image %s): %s%s%s",
              ppf_event_kind_name(ev->kind), ev->domain, ev->image[0] ? ev->image : "-",
              ppf_status_text(cmd->status), msg[0] ? ": " : "", msg);

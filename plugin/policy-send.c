@@ -37,15 +37,10 @@ send_configure(struct ppf_dev *dev, int timeout_ms, struct ppf_cmd *cmd, char *e
     ppf_qp_release(qp);
     if (r == 0 && cmd->status != PPF_SC_SUCCESS) {
         char msg[512];
-        uint32_t n = cmd->out_len < sizeof msg - 1 ? cmd->out_len : (uint32_t)sizeof msg - 1;
 
-        memcpy(msg, cmd->out, n);
-        msg[n] = '\0';
-        for (uint32_t i = 0; i < n; i++)        /* device text: printable only */
-            if ((unsigned char)msg[i] < 0x20)
-                msg[i] = '?';
+        ppf_cmd_reason(cmd, msg, sizeof msg);
         snprintf(err, errlen, "the peripheral refused CONFIGURE: %s%s%s",
-                 ppf_status_text(cmd->status), n ? ": " : "", msg);
+                 ppf_status_text(cmd->status), msg[0] ? ": " : "", msg);
         return -1;
     }
     return r;

@@ -135,28 +135,6 @@ buf_percent(uint64_t done, uint64_t size)
 
 /* ---- running commands --------------------------------------------------- */
 
-/* The device's one-line reason for a refusal, as printable text: bounded,
- * trailing blanks dropped, control bytes (and NUL) replaced by '?'. */
-static void
-buf_reason(const struct ppf_cmd *cmd, char *buf, size_t len)
-{
-    const unsigned char *p = cmd->out;
-    size_t n = cmd->out_len < len - 1 ? cmd->out_len : len - 1;
-
-    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r' || p[n - 1] == ' '))
-        n--;
-    if (n < cmd->out_len && n == len - 1) {
-        /* cut short: do not end inside a UTF-8 sequence */
-        while (n > 0 && (p[n - 1] & 0xc0) == 0x80)
-            n--;
-        if (n > 0 && p[n - 1] >= 0xc0)
-            n--;
-    }
-    for (size_t i = 0; i < n; i++)
-        buf[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
-    buf[n] = '\0';
-}
-
 /* Runs cmd (payload and out buffer already set) and reports a transport
  * failure or a refusal, naming obj (an image, a domain, "buffer").
  * Returns 0 or 1 (reported). */
@@ -171,7 +149,7 @@ buf_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj, int timeout_ms)
     }
     if (cmd->status == PPF_SC_SUCCESS)
         return 0;
-    buf_reason(cmd, why, sizeof why);
+    ppf_cmd_reason(cmd, why, sizeof why);
     if (why[0])
         fprintf(stderr, "ppfctl: %s: %s (%s)\n", obj, why, ppf_status_text(cmd->status));
     else
@@ -180,9 +158,15 @@ buf_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj, int timeout_ms)
     return 1;
 }
 
+int
+ctl_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj)
+{
+    return buf_exec(c, cmd, obj, c->timeout_ms);
+}
+
 /* A buffer for answers, one data slot long (the most a device can write). */
-static uint8_t *
-buf_alloc_out(struct ctl *c, uint32_t *cap)
+uint8_t *
+ctl_alloc_out(struct ctl *c, uint32_t *cap)
 {
     struct ppf_dev_info info;
     uint8_t *p;
@@ -197,8 +181,8 @@ buf_alloc_out(struct ctl *c, uint32_t *cap)
 
 /* Sets the payload of cmd from the writer; reports one that cannot be
  * sent (overflowed our buffer or the device's slot).  0 or 1. */
-static int
-buf_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
+int
+ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
                 const char *obj)
 {
     struct ppf_dev_info info;
@@ -215,8 +199,8 @@ buf_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer
     return 0;
 }
 
-static void
-buf_malformed(const char *obj, unsigned op)
+void
+ctl_malformed(const char *obj, unsigned op)
 {
     fprintf(stderr, "ppfctl: %s: the peripheral's %s answer is malformed; "
             "restart ppf-peripheral or update it to match ppfctl\n", obj, ppf_opcode_name(op));
@@ -329,7 +313,7 @@ buf_list_fetch(struct ctl *c, uint8_t *out, uint32_t cap, const char *obj, struc
             return 1;
         if ((r = buf_list_decode(out, cmd.out_len, l)) < 0) {
             if (r == -1)
-                buf_malformed(obj, PPF_OP_BUFFER_LIST);
+                ctl_malformed(obj, PPF_OP_BUFFER_LIST);
             else
                 fprintf(stderr, "ppfctl: %s: cannot hold more than %zu buffer entries "
                         "(out of memory or over ppfctl's limit of %d)\n", obj, l->n,
@@ -374,7 +358,7 @@ cmd_buffer(struct ctl *c, int argc, char **argv)
         return usage_error("buffer takes no arguments, got '%s'", argv[1]);
     if ((r = ctl_connect_kind(c, PPF_QP_IO)) != 0)
         return r;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     if ((r = buf_list_fetch(c, out, cap, "buffer", &l)) != 0)
         return r;
@@ -479,7 +463,7 @@ buf_wait(struct ctl *c, const char *image, const char *tenant, uint32_t *state,
     int tty = isatty(STDERR_FILENO), shown = 0;
     uint32_t cap;
 
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     for (;;) {
         const struct buf_entry *e;
@@ -494,7 +478,7 @@ buf_wait(struct ctl *c, const char *image, const char *tenant, uint32_t *state,
                   e->state > PPF_ENTRY_FAILED)) {
             if (shown)
                 fputc('\n', stderr);
-            buf_malformed(image, PPF_OP_BUFFER_LIST);
+            ctl_malformed(image, PPF_OP_BUFFER_LIST);
             return 1;
         }
         *state = e ? e->state : 0;
@@ -570,7 +554,7 @@ cmd_prefetch(struct ctl *c, int argc, char **argv)
 
     if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)
         return rc;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
@@ -581,7 +565,7 @@ cmd_prefetch(struct ctl *c, int argc, char **argv)
 
     cmd.out = out;
     cmd.out_cap = cap;
-    if ((rc = buf_set_payload(c, &cmd, &w, image)) != 0 ||
+    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
         (rc = buf_exec(c, &cmd, image, c->timeout_ms)) != 0)
         return rc;
     state = cmd.result;
@@ -594,7 +578,7 @@ cmd_prefetch(struct ctl *c, int argc, char **argv)
         }
     }
     if (bad || k < 0 || state < PPF_ENTRY_INFLIGHT || state > PPF_ENTRY_FAILED) {
-        buf_malformed(image, PPF_OP_PREFETCH);
+        ctl_malformed(image, PPF_OP_PREFETCH);
         return 1;
     }
 
@@ -724,7 +708,7 @@ cmd_deploy(struct ctl *c, int argc, char **argv)
 
     if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)
         return rc;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
@@ -740,7 +724,7 @@ cmd_deploy(struct ctl *c, int argc, char **argv)
 
     cmd.out = out;
     cmd.out_cap = cap;
-    if ((rc = buf_set_payload(c, &cmd, &w, image)) != 0 ||
+    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
         (rc = buf_exec(c, &cmd, image,
                        c->timeout_ms > BUF_DEPLOY_MIN_MS ? c->timeout_ms : BUF_DEPLOY_MIN_MS)))
         return rc;
@@ -811,14 +795,14 @@ cmd_release(struct ctl *c, int argc, char **argv)
                            "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", domain);
     if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)
         return rc;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_DOMAIN, domain);
 
     cmd.out = out;
     cmd.out_cap = cap;
-    if ((rc = buf_set_payload(c, &cmd, &w, domain)) != 0 ||
+    if ((rc = ctl_set_payload(c, &cmd, &w, domain)) != 0 ||
         (rc = buf_exec(c, &cmd, domain, c->timeout_ms)) != 0)
         return rc;
     if (c->json) {
@@ -866,7 +850,7 @@ cmd_evict(struct ctl *c, int argc, char **argv)
         return rc;
     if ((rc = ctl_connect_kind(c, PPF_QP_ADMIN)) != 0)
         return rc;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
@@ -875,7 +859,7 @@ cmd_evict(struct ctl *c, int argc, char **argv)
 
     cmd.out = out;
     cmd.out_cap = cap;
-    if ((rc = buf_set_payload(c, &cmd, &w, image)) != 0 ||
+    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
         (rc = buf_exec(c, &cmd, image, c->timeout_ms)) != 0)
         return rc;
     if (c->json) {
@@ -972,7 +956,7 @@ cmd_stats(struct ctl *c, int argc, char **argv)
         return usage_error("%s", "stats: --json and --prometheus exclude each other");
     if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)
         return rc;
-    if (!(out = buf_alloc_out(c, &cap)))
+    if (!(out = ctl_alloc_out(c, &cap)))
         return 1;
 
     cmd.out = out;
@@ -980,7 +964,7 @@ cmd_stats(struct ctl *c, int argc, char **argv)
     if ((rc = buf_exec(c, &cmd, "stats", c->timeout_ms)) != 0)
         return rc;
     if (ppf_prom_stats_parse(&s, out, cmd.out_len) < 0) {
-        buf_malformed("stats", PPF_OP_GET_STATS);
+        ctl_malformed("stats", PPF_OP_GET_STATS);
         return 1;
     }
     have_ratio = ppf_prom_hit_ratio(&s, &ratio);
@@ -1005,31 +989,4 @@ cmd_stats(struct ctl *c, int argc, char **argv)
         return 1;
     }
     return 0;
-}
-
-/* ---- shared with the other command files (ppfctl.h) ---------------------- */
-
-int
-ctl_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj)
-{
-    return buf_exec(c, cmd, obj, c->timeout_ms);
-}
-
-uint8_t *
-ctl_alloc_out(struct ctl *c, uint32_t *cap)
-{
-    return buf_alloc_out(c, cap);
-}
-
-int
-ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
-                const char *obj)
-{
-    return buf_set_payload(c, cmd, w, obj);
-}
-
-void
-ctl_malformed(const char *obj, unsigned op)
-{
-    buf_malformed(obj, op);
 }

@@ -99,6 +99,11 @@ int ppf_submit(struct ppf_qp *qp, struct ppf_cmd *cmd, int timeout_ms);
 int ppf_wait(struct ppf_qp *qp, struct ppf_cmd *cmd, int timeout_ms);
 /* ppf_submit + ppf_wait. */
 int ppf_exec(struct ppf_qp *qp, struct ppf_cmd *cmd, int timeout_ms);
+/* The one-line reason a device gave with a refused cmd (its output
+ * payload), as printable text in buf (len > 0 bytes): bounded, never cut
+ * inside a UTF-8 sequence, trailing blanks dropped, control bytes replaced
+ * by '?'.  Empty if the device gave none. */
+void ppf_cmd_reason(const struct ppf_cmd *cmd, char *buf, size_t len);
 
 /* The last error message of this thread. */
 const char *ppf_error(void);
