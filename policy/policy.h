@@ -59,7 +59,7 @@ struct ppf_policy_tenant {
     uint64_t quota;             /* bytes; 0 = the whole buffer */
     char *keyfile;              /* NULL if unset (public images only) */
     enum ppf_policy_priority priority;
-    bool share;                 /* federation may share its images */
+    bool share;                 /* its learned patterns may go to federation peers */
 };
 
 struct ppf_policy_pin {
