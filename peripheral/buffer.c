@@ -97,6 +97,7 @@ struct ppf_buffer {
     void *kick_ctx;
     struct ppf_buffer_hooks hooks;
     bool admin_evict;           /* an EVICT command is removing entries */
+    struct ppf_oplog *oplog;    /* may be NULL; not ours */
     /* counters (PPF_STAT_* - 32) */
     uint64_t stat[PPF_STAT_FW__MAX - PPF_STAT_DEPLOYS];
 };
@@ -1645,4 +1646,10 @@ ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w)
     b->stat[PPF_STAT_BUFFER_ENTRIES - PPF_STAT_DEPLOYS] = st.entries;
     for (unsigned s = PPF_STAT_DEPLOYS; s < PPF_STAT_FW__MAX; s++)
         ppf_attr_put_u64(w, (uint16_t)s, b->stat[s - PPF_STAT_DEPLOYS]);
+}
+
+void
+ppf_buffer_set_oplog(struct ppf_buffer *b, struct ppf_oplog *log)
+{
+    b->oplog = log;
 }

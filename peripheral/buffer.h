@@ -105,6 +105,29 @@ int ppf_buffer_entry_state(struct ppf_buffer *b, const char *image, const char *
 /* Prefetches in flight (not yet ready), for the concurrency limit. */
 unsigned ppf_buffer_prefetches_inflight(struct ppf_buffer *b);
 
+/* The operations log the buffer reports to (peripheral/oplog.h); may be
+ * NULL.  The buffer does not own it. */
+struct ppf_oplog;
+void ppf_buffer_set_oplog(struct ppf_buffer *b, struct ppf_oplog *log);
+
+/* Holds image for tenant in the buffer until until_s (wall clock, seconds
+ * since the epoch; 0 = until released): prefetched now if absent (room is
+ * made from unheld, unpinned entries), never evicted while held, charged
+ * to its owner's quota like any entry.  source says who asked ("pin",
+ * "policy pin", "schedule weekdays 08:30") for the operations log.  A
+ * second hold of the same image and tenant by the same source replaces
+ * the first.  PPF_SC_SUCCESS, or a status with msg set (NO_SPACE: it
+ * cannot fit; the hold is kept and retried by ppf_buffer_holds_tick). */
+enum ppf_status_code ppf_buffer_hold(struct ppf_buffer *b, const char *image,
+                                     const char *tenant, uint64_t until_s, const char *source,
+                                     char *msg, size_t msglen);
+/* Drops source's hold of image for tenant.  1 if there was one, else 0. */
+int ppf_buffer_unhold(struct ppf_buffer *b, const char *image, const char *tenant,
+                      const char *source);
+/* Expires holds whose time is past and retries holds that did not fit;
+ * now_s is the wall clock.  Called by the predictor's tick. */
+void ppf_buffer_holds_tick(struct ppf_buffer *b, uint64_t now_s);
+
 /* Appends PPF_STAT_DEPLOYS.. counters. */
 void ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w);
 

@@ -20,6 +20,14 @@
 /* The infix of temporary files: ".NAME" PPF_MATERIALIZE_TMP_INFIX "XXXXXXXX". */
 #define PPF_MATERIALIZE_TMP_INFIX ".ppf-tmp-"
 
+/* Values of the replace argument below. */
+#define PPF_REPLACE_NEVER        0  /* an existing target is EEXIST */
+#define PPF_REPLACE_ALWAYS       1  /* an ephemeral domain's disk */
+#define PPF_REPLACE_PLACEHOLDER  2  /* only an existing empty regular file (a ppf pool
+                                     * volume made by ppfctl vol-create); it is swapped
+                                     * out atomically and removed, and if it stopped
+                                     * being empty meanwhile it is put back (EEXIST) */
+
 /* Largest backing file name a qcow2 may carry (qemu's limit). */
 #define PPF_QCOW2_BACKING_MAX 1023
 

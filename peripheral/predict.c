@@ -50,6 +50,7 @@ struct ppf_predict {
     struct ppf_buffer *b;
     struct ppf_monitor *mon;
     struct ppf_fed *fed;        /* federation with peers, or NULL */
+    struct ppf_oplog *oplog;    /* may be NULL; not ours */
     /* policy */
     double bw;                  /* bytes/s of the fetch path */
     uint32_t concurrent;
@@ -675,4 +676,11 @@ ppf_predict_stats(struct ppf_predict *pr, struct ppf_attr_writer *w)
     pr->stat[PPF_STAT_TABLE_ROWS - PPF_STAT_EVENTS] = st.rows;
     for (unsigned s = PPF_STAT_EVENTS; s < PPF_STAT_PREDICT__MAX; s++)
         ppf_attr_put_u64(w, (uint16_t)s, pr->stat[s - PPF_STAT_EVENTS]);
+}
+
+void
+ppf_predict_set_oplog(struct ppf_predict *pr, struct ppf_oplog *log)
+{
+    if (pr)
+        pr->oplog = log;
 }

@@ -57,6 +57,13 @@ void ppf_predict_tick(struct ppf_predict *pr);
 /* The predictor's federation with its peers (peripheral/federation.h), or
  * NULL when the policy does not enable it. */
 struct ppf_fed *ppf_predict_federation(struct ppf_predict *pr);
+/* The operations log the predictor reports to (may be NULL). */
+struct ppf_oplog;
+void ppf_predict_set_oplog(struct ppf_predict *pr, struct ppf_oplog *log);
+/* The wall clock the predictor, the schedules and pins run on (seconds
+ * since the epoch): the real one, or the virtual clock of
+ * peripheral/clock.h when the peripheral runs with one (tests). */
+
 /* Appends PPF_STAT_EVENTS.. counters. */
 void ppf_predict_stats(struct ppf_predict *pr, struct ppf_attr_writer *w);
 

@@ -179,6 +179,10 @@ enum ppf_opcode {
     PPF_OP_BUFFER_LIST = 0x12,
     PPF_OP_TABLE_DUMP = 0x13,
     PPF_OP_FED_STATUS = 0x14,   /* §5.8 federation: peers, exchanges, errors */
+    PPF_OP_LOG_READ = 0x15,     /* §5.9 operations log from a sequence number */
+    PPF_OP_USAGE = 0x16,        /* §5.9 per-tenant and per-image outcomes */
+    PPF_OP_EXPLAIN = 0x17,      /* §5.9 why an image is or is not in the buffer */
+    PPF_OP_PIN = 0x18,          /* admin, §5.9: arg[0] 1 pin, 0 unpin */
     PPF_OP_PREFETCH = 0x20,
     PPF_OP_DEPLOY = 0x21,
     PPF_OP_RELEASE = 0x22,
@@ -193,7 +197,8 @@ enum ppf_opcode {
 #define PPF_CONFIGURE_SET    0u
 #define PPF_CONFIGURE_GET    1u
 
-#define PPF_OP_IS_ADMIN(op)  ((op) == PPF_OP_CONFIGURE || (op) == PPF_OP_EVICT)
+#define PPF_OP_IS_ADMIN(op)  ((op) == PPF_OP_CONFIGURE || (op) == PPF_OP_EVICT || \
+                              (op) == PPF_OP_PIN)
 
 /* §5.1 Payload attributes: a sequence of {u16 type, u16 len, value[len]},
  * each padded with zeros to a multiple of 4 bytes.  Strings are UTF-8
@@ -255,6 +260,10 @@ enum ppf_buffer_attr {
     PPF_A_TARGET = 5,           /* str: absolute path of the disk to create */
     PPF_A_MODE = 6,             /* u32: PPF_DEPLOY_OVERLAY 0, PPF_DEPLOY_COPY 1 */
     PPF_A_EPHEMERAL = 7,        /* u32: 1 = the target may be replaced */
+    PPF_A_PLACEHOLDER = 8,      /* u32: 1 = an existing empty regular file at the
+                                 * target is a placeholder (a ppf pool volume made
+                                 * by ppfctl vol-create) and is replaced; any other
+                                 * existing file is still EXISTS */
     /* BUFFER_LIST output, one group per entry, each starting with IMAGE */
     PPF_A_SIZE = 16,            /* u64: logical size in bytes */
     PPF_A_STATE = 17,           /* u32: PPF_ENTRY_* */
@@ -277,6 +286,42 @@ enum ppf_buffer_attr {
     PPF_A_SCORE = 49,           /* u32: score x 1e6 (0..1e6) */
     PPF_A_MISSES = 50,          /* u64: prefetches it caused that were evicted unused */
     PPF_A_UPDATED_US = 51,      /* u64: last prediction under the key, us since the epoch */
+    /* §5.9 operations: LOG_READ output, one group per record starting with
+     * SEQ (then TIME_US, LOG_KIND, IMAGE, TENANT if any, OUTCOME, WAIT_US,
+     * SAVED_US, BYTES where they apply, TEXT) */
+    PPF_A_SEQ = 80,             /* u64: record sequence number (from 1) */
+    PPF_A_LOG_KIND = 81,        /* u32: PPF_OPLOG_* */
+    PPF_A_TEXT = 82,            /* str: what happened and why, one line */
+    PPF_A_SAVED_US = 83,        /* u64: time a deploy saved against a miss */
+    PPF_A_BYTES = 84,           /* u64: bytes the record concerns */
+    PPF_A_UNTIL_US = 85,        /* u64: PIN: until when (us since the epoch), 0 = never */
+    /* USAGE output: a group per tenant starting with TENANT, then a group per
+     * image starting with IMAGE (then TENANT); each with the U_* counters */
+    PPF_A_U_DEPLOYS = 88,       /* u64 */
+    PPF_A_U_HITS = 89,          /* u64 */
+    PPF_A_U_INFLIGHT = 90,      /* u64 */
+    PPF_A_U_MISSES = 91,        /* u64 */
+    PPF_A_U_FALLBACKS = 92,     /* u64 */
+    PPF_A_U_WAIT_US = 93,       /* u64: sum over deploys */
+    PPF_A_U_SAVED_US = 94,      /* u64: sum over deploys */
+    PPF_A_U_PREFETCH_BYTES = 95,/* u64 */
+    PPF_A_U_WASTED_BYTES = 96,  /* u64: prefetched, evicted unused */
+    /* 104..127: EXPLAIN output (§5.9) */
+};
+
+/* §5.9 kinds of operations-log records. */
+enum ppf_oplog_kind {
+    PPF_OPLOG_PREFETCH = 1,       /* a prefetch started (TEXT: who asked and why) */
+    PPF_OPLOG_READY = 2,          /* an image is prepared (BYTES, WAIT_US = time taken) */
+    PPF_OPLOG_DEPLOY = 3,         /* a deploy finished (OUTCOME, WAIT_US, SAVED_US) */
+    PPF_OPLOG_EVICT = 4,          /* an entry left the buffer (TEXT: why) */
+    PPF_OPLOG_PIN = 5,
+    PPF_OPLOG_UNPIN = 6,
+    PPF_OPLOG_SCHEDULE = 7,       /* a schedule fired */
+    PPF_OPLOG_PURGE = 8,          /* an image gone from its store was purged */
+    PPF_OPLOG_ERROR = 9,          /* a fetch or deploy failed (TEXT: the reason) */
+    PPF_OPLOG_STALE = 10,         /* the store holds a newer version of an entry */
+    PPF_OPLOG__MAX
 };
 
 /* §5.7 EVENT kinds: host history (libvirt domain lifecycle, or a deploy the
@@ -298,7 +343,8 @@ int ppf_name_ok(const char *s);
 int ppf_uuid_ok(const char *s);
 
 enum ppf_entry_state { PPF_ENTRY_INFLIGHT = 1, PPF_ENTRY_READY = 2, PPF_ENTRY_FAILED = 3 };
-enum ppf_deploy_outcome { PPF_OUTCOME_HIT = 0, PPF_OUTCOME_INFLIGHT = 1, PPF_OUTCOME_MISS = 2 };
+enum ppf_deploy_outcome { PPF_OUTCOME_HIT = 0, PPF_OUTCOME_INFLIGHT = 1, PPF_OUTCOME_MISS = 2,
+                          PPF_OUTCOME_FALLBACK = 3 /* deployed on the host (EVENT DEPLOY) */ };
 
 /* §5.6 counters of the prefetch buffer, in GET_STATS after the core's. */
 enum ppf_fw_stat {

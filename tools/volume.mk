@@ -1,0 +1,1 @@
+# tools/volume.mk: automake fragment included by the top Makefile.am (filled in by its feature)
