@@ -6,7 +6,9 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/prom.h"
@@ -213,6 +215,259 @@ ppf_prom_write_one(FILE *fp, const char *name, const char *type, const char *hel
 {
     prom_header(fp, name, type, help);
     fprintf(fp, "%s %.17g\n", name, value);
+    if (ferror(fp)) {
+        if (errno == 0)
+            errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- USAGE (§5.9) ------------------------------------------------------- */
+
+/* The row a new group starts; NULL (errno set) if there is no room. */
+static struct ppf_prom_usage_row *
+usage_add(struct ppf_prom_usage *u)
+{
+    if (u->n == u->cap) {
+        size_t nc = u->cap ? 2 * u->cap : 64;
+        struct ppf_prom_usage_row *nv;
+
+        if (u->n >= PPF_PROM_USAGE_MAX) {
+            errno = EPROTO;
+            return NULL;
+        }
+        if (!(nv = realloc(u->row, nc * sizeof *nv))) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        u->row = nv;
+        u->cap = nc;
+    }
+    memset(&u->row[u->n], 0, sizeof u->row[u->n]);
+    return &u->row[u->n++];
+}
+
+/* Where a U_* counter goes in a row, or NULL for other types. */
+static uint64_t *
+usage_counter(struct ppf_prom_usage_row *r, uint16_t type)
+{
+    switch (type) {
+    case PPF_A_U_DEPLOYS: return &r->deploys;
+    case PPF_A_U_HITS: return &r->hits;
+    case PPF_A_U_INFLIGHT: return &r->inflight;
+    case PPF_A_U_MISSES: return &r->misses;
+    case PPF_A_U_FALLBACKS: return &r->fallbacks;
+    case PPF_A_U_WAIT_US: return &r->wait_us;
+    case PPF_A_U_SAVED_US: return &r->saved_us;
+    case PPF_A_U_PREFETCH_BYTES: return &r->prefetch_bytes;
+    case PPF_A_U_WASTED_BYTES: return &r->wasted_bytes;
+    default: return NULL;
+    }
+}
+
+int
+ppf_prom_usage_parse(struct ppf_prom_usage *u, const void *buf, size_t len)
+{
+    struct ppf_attr_reader r;
+    struct ppf_attr a;
+    struct ppf_prom_usage_row *row = NULL;
+    int k;
+
+    ppf_attr_reader_init(&r, buf, len);
+    while ((k = ppf_attr_next(&r, &a)) > 0) {
+        /* a group starts with IMAGE (an image's, TENANT follows) or with
+         * TENANT (a tenant's) */
+        if (a.type == PPF_A_IMAGE ||
+            (a.type == PPF_A_TENANT && (!row || !row->image[0] || row->tenant[0]))) {
+            if (!(row = usage_add(u)))
+                return -1;
+        }
+        if (a.type == PPF_A_IMAGE || a.type == PPF_A_TENANT) {
+            char *dst = a.type == PPF_A_IMAGE ? row->image : row->tenant;
+
+            if (ppf_attr_get_str(&a, dst, sizeof row->image) < 0 || !dst[0])
+                break;
+            continue;
+        }
+        if (a.type < PPF_A_U_DEPLOYS || a.type > PPF_A_U_WASTED_BYTES)
+            continue;           /* newer attributes: skipped (§5.1) */
+        if (!row || ppf_attr_get_u64(&a, usage_counter(row, a.type)) < 0)
+            break;
+    }
+    if (k != 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+usage_cmp(const void *pa, const void *pb)
+{
+    const struct ppf_prom_usage_row *a = pa, *b = pb;
+    int c;
+
+    if (!a->image[0] != !b->image[0])
+        return a->image[0] ? 1 : -1;    /* tenants first */
+    if ((c = strcmp(a->image, b->image)) != 0)
+        return c;
+    return strcmp(a->tenant, b->tenant);
+}
+
+void
+ppf_prom_usage_sort(struct ppf_prom_usage *u)
+{
+    size_t n = 0;
+
+    if (u->n > 1)
+        qsort(u->row, u->n, sizeof *u->row, usage_cmp);
+    /* a group read twice (a new tenant shifted the images between two
+     * pages): keep one */
+    for (size_t i = 0; i < u->n; i++)
+        if (n == 0 || usage_cmp(&u->row[n - 1], &u->row[i]) != 0)
+            u->row[n++] = u->row[i];
+    u->n = n;
+    for (u->ntenants = 0; u->ntenants < u->n && !u->row[u->ntenants].image[0]; u->ntenants++)
+        ;
+}
+
+void
+ppf_prom_usage_free(struct ppf_prom_usage *u)
+{
+    free(u->row);
+    memset(u, 0, sizeof *u);
+}
+
+double
+ppf_prom_usage_hit_ratio(const struct ppf_prom_usage_row *r)
+{
+    if (!r->deploys)
+        return 0;
+    return ((double)r->hits + (double)r->inflight) / (double)r->deploys;
+}
+
+/* A label value in the text format: backslash, quote and newline escaped. */
+static void
+prom_label_value(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', fp);
+        if (*s == '\n')
+            fputs("\\n", fp);
+        else
+            fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+/* family{tenant="T"} or family{image="I",tenant="T"}, with outcome if any. */
+static void
+prom_usage_labels(FILE *fp, const char *family, const struct ppf_prom_usage_row *r,
+                  const char *outcome)
+{
+    fprintf(fp, "%s{", family);
+    if (r->image[0]) {
+        fputs("image=", fp);
+        prom_label_value(fp, r->image);
+        fputc(',', fp);
+    }
+    fputs("tenant=", fp);
+    prom_label_value(fp, r->tenant);
+    if (outcome)
+        fprintf(fp, ",outcome=\"%s\"", outcome);
+    fputs("} ", fp);
+}
+
+static void
+prom_us(FILE *fp, uint64_t us)
+{
+    fprintf(fp, "%llu.%06llu\n", (unsigned long long)(us / 1000000),
+            (unsigned long long)(us % 1000000));
+}
+
+/* The per-row families after the deploys: name suffix, help, the field. */
+static const struct {
+    const char *suffix, *help;
+    size_t off;
+    int us;
+} usage_families[] = {
+    { "wait_seconds_total", "Time deploys waited for their disk (fallbacks not counted).",
+      offsetof(struct ppf_prom_usage_row, wait_us), 1 },
+    { "saved_seconds_total", "Deploy time the buffer saved against misses, estimated from "
+      "the measured pipeline rate.", offsetof(struct ppf_prom_usage_row, saved_us), 1 },
+    { "prefetched_bytes_total", "Bytes brought into the buffer by prefetches.",
+      offsetof(struct ppf_prom_usage_row, prefetch_bytes), 0 },
+    { "wasted_bytes_total", "Bytes prefetched, then evicted unused.",
+      offsetof(struct ppf_prom_usage_row, wasted_bytes), 0 },
+};
+
+/* The families of the tenant rows (images 0) or the image rows (1), if
+ * there are any. */
+static void
+prom_usage_rows(FILE *fp, const struct ppf_prom_usage *u, int images)
+{
+    static const char *const outcomes[] = { "hit", "in-flight", "miss", "fallback" };
+    const char *who = images ? "image" : "tenant";
+    char family[64], help[160];
+    size_t n = 0;
+
+    for (size_t i = 0; i < u->n; i++)
+        n += (u->row[i].image[0] != '\0') == images;
+    if (!n)
+        return;                 /* a family without samples confuses some scrapers */
+    snprintf(family, sizeof family, "ppf_%s_deploys_total", who);
+    snprintf(help, sizeof help, "Deploys by %s and outcome (hit, in-flight, miss; fallback: "
+             "deployed by the host).", images ? "image, tenant" : "tenant");
+    prom_header(fp, family, "counter", help);
+    for (size_t i = 0; i < u->n; i++) {
+        const struct ppf_prom_usage_row *r = &u->row[i];
+        const uint64_t v[] = { r->hits, r->inflight, r->misses, r->fallbacks };
+
+        if ((r->image[0] != '\0') != images)
+            continue;
+        for (int o = 0; o < 4; o++) {
+            prom_usage_labels(fp, family, r, outcomes[o]);
+            fprintf(fp, "%llu\n", (unsigned long long)v[o]);
+        }
+    }
+    for (size_t f = 0; f < sizeof usage_families / sizeof usage_families[0]; f++) {
+        snprintf(family, sizeof family, "ppf_%s_%s", who, usage_families[f].suffix);
+        prom_header(fp, family, "counter", usage_families[f].help);
+        for (size_t i = 0; i < u->n; i++) {
+            const struct ppf_prom_usage_row *r = &u->row[i];
+            uint64_t v;
+
+            if ((r->image[0] != '\0') != images)
+                continue;
+            memcpy(&v, (const char *)r + usage_families[f].off, sizeof v);
+            prom_usage_labels(fp, family, r, NULL);
+            if (usage_families[f].us)
+                prom_us(fp, v);
+            else
+                fprintf(fp, "%llu\n", (unsigned long long)v);
+        }
+    }
+}
+
+int
+ppf_prom_usage_write(FILE *fp, const struct ppf_prom_usage *u)
+{
+    uint64_t saved = 0;
+
+    if (!u->have)
+        return 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (!u->row[i].image[0])
+            saved += u->row[i].saved_us;
+    prom_header(fp, "ppf_saved_seconds_total", "counter", "Deploy time the buffer saved "
+                "against misses, estimated from the measured pipeline rate.");
+    fputs("ppf_saved_seconds_total ", fp);
+    prom_us(fp, saved);
+    prom_usage_rows(fp, u, 0);
+    prom_usage_rows(fp, u, 1);
     if (ferror(fp)) {
         if (errno == 0)
             errno = EIO;

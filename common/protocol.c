@@ -231,6 +231,10 @@ ppf_opcode_name(unsigned op)
     case PPF_OP_BUFFER_LIST: return "BUFFER_LIST";
     case PPF_OP_TABLE_DUMP: return "TABLE_DUMP";
     case PPF_OP_FED_STATUS: return "FED_STATUS";
+    case PPF_OP_LOG_READ: return "LOG_READ";
+    case PPF_OP_USAGE: return "USAGE";
+    case PPF_OP_EXPLAIN: return "EXPLAIN";
+    case PPF_OP_PIN: return "PIN";
     case PPF_OP_PREFETCH: return "PREFETCH";
     case PPF_OP_DEPLOY: return "DEPLOY";
     case PPF_OP_RELEASE: return "RELEASE";

@@ -1,6 +1,8 @@
 /* The XML half of ppf-qemu-hook: reads the domain XML libvirt writes to
  * the hook's stdin, bounded, and finds the ppf:deploy element of the
- * domain's <metadata> and the disk it names.  libxml2 is used with the
+ * domain's <metadata> and the disk it names, and the domain's volume disks
+ * (<disk type='volume'>: pool and volume, which may be a ppf pool's; the
+ * hook looks their records up).  libxml2 is used with the
  * network off, no DTD loading, no entity substitution and its default
  * (non-huge) limits; a document with a DOCTYPE is refused, since libvirt
  * never writes one and entity tricks all need one.  Nothing here touches
@@ -411,18 +413,110 @@ dx_xml_error(char *err, size_t errlen)
 }
 
 int
-ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, char *err,
-                      size_t errlen)
+ppf_hook_next_pool(const char *buf, size_t len, size_t *off, char *name, size_t cap)
+{
+    while (*off < len) {
+        const char *p = memmem(buf + *off, len - *off, "pool=", 5), *end;
+        size_t n;
+
+        if (!p)
+            break;
+        *off = (size_t)(p - buf) + 5;
+        if (*off >= len || (buf[*off] != '\'' && buf[*off] != '"'))
+            continue;
+        end = memchr(buf + *off + 1, buf[*off], len - *off - 1);
+        if (!end)
+            break;
+        n = (size_t)(end - (buf + *off + 1));
+        if (n >= cap)
+            continue;
+        memcpy(name, buf + *off + 1, n);
+        name[n] = '\0';
+        *off = (size_t)(end - buf) + 1;
+        if (ppf_name_ok(name))
+            return 1;
+    }
+    *off = len;
+    return 0;
+}
+
+/* Appends the domain's <disk type='volume' device='disk'> whose pool and
+ * volume are ppf names to dom->vols.  0, or -1 (out of memory). */
+static int
+dx_find_vols(xmlNode *root, struct ppf_hook_domain *dom, char *err, size_t errlen)
+{
+    xmlNode *devices = dx_child(root, "devices");
+    size_t cap = 0;
+
+    for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next) {
+        struct ppf_hook_voldisk *v;
+        xmlNode *src, *tg, *drv;
+        char *type, *device, *pool = NULL, *vol = NULL, *dev = NULL, *fmt = NULL;
+        int ours, rc = 0;
+
+        if (!dx_is(c, "disk"))
+            continue;
+        type = dx_attr(c, "type");
+        device = dx_attr(c, "device");
+        if ((src = dx_child(c, "source"))) {
+            pool = dx_attr(src, "pool");
+            vol = dx_attr(src, "volume");
+        }
+        if ((tg = dx_child(c, "target")))
+            dev = dx_attr(tg, "dev");
+        if ((drv = dx_child(c, "driver")))
+            fmt = dx_attr(drv, "type");
+        ours = type && strcmp(type, "volume") == 0 && (!device || !strcmp(device, "disk")) &&
+               pool && vol && ppf_name_ok(pool) && ppf_name_ok(vol);
+        if (ours && dom->nvols == cap) {
+            size_t nc = cap ? 2 * cap : 4;
+
+            if (!(v = realloc(dom->vols, nc * sizeof *v))) {
+                dx_err(err, errlen, "out of memory reading the domain's disks");
+                rc = -1;
+            } else {
+                dom->vols = v;
+                cap = nc;
+            }
+        }
+        if (ours && rc == 0) {
+            v = &dom->vols[dom->nvols++];
+            memset(v, 0, sizeof *v);
+            dx_copy(v->pool, sizeof v->pool, pool);
+            dx_copy(v->volume, sizeof v->volume, vol);
+            if (dev && !dx_has_control(dev))
+                dx_copy(v->dev, sizeof v->dev, dev);
+            if (fmt && (dx_has_control(fmt) || dx_copy(v->format, sizeof v->format, fmt) < 0))
+                snprintf(v->format, sizeof v->format, "?");     /* not one ppf makes */
+        }
+        DX_FREE(type);
+        DX_FREE(device);
+        DX_FREE(pool);
+        DX_FREE(vol);
+        DX_FREE(dev);
+        DX_FREE(fmt);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Parses buf into dom: the ppf:deploy metadata (has_deploy) and, with
+ * vols, the volume disks.  0 or -1 (err set). */
+static int
+dx_parse(const char *buf, size_t len, int vols, struct ppf_hook_domain *dom, char *err,
+         size_t errlen)
 {
     /* no XML_PARSE_NOENT (no substitution), no DTDLOAD/DTDATTR, no HUGE */
     const int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                      XML_PARSE_NOCDATA;
+    struct ppf_hook_deploy *d = &dom->deploy;
     xmlDoc *doc;
-    xmlNode *root, *meta, *el = NULL;
-    char *uuid = NULL;
+    xmlNode *root, *meta, *u, *el = NULL;
+    char *uuid = NULL, q[80];
     int rc = -1;
 
-    memset(d, 0, sizeof *d);
+    memset(dom, 0, sizeof *dom);
     d->mode = d->ephemeral = -1;
     if (err && errlen)
         err[0] = '\0';
@@ -431,7 +525,9 @@ ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, ch
                PPF_HOOK_XML_MAX);
         return -1;
     }
-    if (!ppf_hook_maybe_ppf(buf, len))
+    if (!vols && !ppf_hook_maybe_ppf(buf, len))
+        return 0;
+    if (len == 0)
         return 0;
     /* before libxml2 sees the internal subset at all */
     if (memmem(buf, len, "<!DOCTYPE", 9)) {
@@ -458,51 +554,78 @@ ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, ch
         dx_err(err, errlen, "the XML on stdin is not a libvirt <domain>");
         goto out;
     }
-    rc = 0;
-    if (!(meta = dx_child(root, "metadata")))
-        goto out;
-    for (xmlNode *c = meta->children; c; c = c->next) {
+    if ((u = dx_child(root, "uuid")) && (uuid = (char *)DX(xmlNodeGetContent)(u)) &&
+        ppf_uuid_ok(uuid))
+        memcpy(dom->uuid, uuid, PPF_HOOK_UUID_LEN + 1);
+    meta = dx_child(root, "metadata");
+    for (xmlNode *c = meta ? meta->children : NULL; c; c = c->next) {
         if (c->type != XML_ELEMENT_NODE || !c->ns || !c->ns->href ||
             strcmp((const char *)c->ns->href, PPF_HOOK_NS) != 0)
             continue;
         if (strcmp((const char *)c->name, "deploy") != 0) {
             dx_err(err, errlen, "unknown element '%.64s' in ppf's namespace %s (expected "
                    "deploy)", (const char *)c->name, PPF_HOOK_NS);
-            rc = -1;
             goto out;
         }
         if (el) {
             dx_err(err, errlen, "more than one ppf:deploy in <metadata>; a domain has one");
-            rc = -1;
             goto out;
         }
         el = c;
     }
-    if (!el)
-        goto out;               /* not ppf's */
-
-    rc = -1;
-    if (dx_deploy_attrs(el, d, err, errlen) < 0)
-        goto out;
-    {
-        xmlNode *u = dx_child(root, "uuid");
-        char q[80];
-
-        uuid = u ? (char *)DX(xmlNodeGetContent)(u) : NULL;
-        if (!uuid || !ppf_uuid_ok(uuid)) {
+    if (el) {
+        if (dx_deploy_attrs(el, d, err, errlen) < 0)
+            goto out;
+        if (!dom->uuid[0]) {
             dx_err(err, errlen, "the domain has no usable <uuid> (found '%s')",
                    uuid ? dx_quote(uuid, q, sizeof q) : "none");
             goto out;
         }
-        memcpy(d->uuid, uuid, PPF_HOOK_UUID_LEN + 1);
+        memcpy(d->uuid, dom->uuid, sizeof d->uuid);
+        if (dx_find_disk(root, d, err, errlen) < 0)
+            goto out;
+        dom->has_deploy = 1;
     }
-    if (dx_find_disk(root, d, err, errlen) < 0)
+    if (vols && dx_find_vols(root, dom, err, errlen) < 0)
         goto out;
-    rc = 1;
+    rc = 0;
 out:
     DX_FREE(uuid);
     DX(xmlFreeDoc)(doc);
-    if (rc <= 0 && rc != -1)
+    return rc;
+}
+
+int
+ppf_hook_parse_domain_full(const char *buf, size_t len, struct ppf_hook_domain *dom,
+                           char *err, size_t errlen)
+{
+    return dx_parse(buf, len, 1, dom, err, errlen);
+}
+
+void
+ppf_hook_domain_free(struct ppf_hook_domain *dom)
+{
+    if (!dom)
+        return;
+    free(dom->vols);
+    dom->vols = NULL;
+    dom->nvols = 0;
+}
+
+int
+ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, char *err,
+                      size_t errlen)
+{
+    struct ppf_hook_domain dom;
+    int rc = dx_parse(buf, len, 0, &dom, err, errlen);
+
+    if (rc == 0 && dom.has_deploy) {
+        *d = dom.deploy;
+        return 1;
+    }
+    if (rc < 0)
+        *d = dom.deploy;        /* what was read before the problem */
+    else
         memset(d, 0, sizeof *d), d->mode = d->ephemeral = -1;
     return rc;
 }

@@ -6,7 +6,15 @@
  * A domain opts in with, in its <metadata>:
  *   <ppf:deploy xmlns:ppf="urn:ppf:libvirt:1.0" image="NAME" [tenant="T"]
  *               [ephemeral="yes|no"] [mode="overlay|copy"] [disk="vda"]/>
- * (schemas/ppf-domain.rng).  Everything else in the domain is libvirt's.
+ * (schemas/ppf-domain.rng), or with a disk that is a volume of a ppf pool
+ * made by ppfctl vol-create:
+ *   <disk type='volume' device='disk'>
+ *     <driver name='qemu' type='qcow2'/> <source pool='P' volume='V'/> ...
+ * whose record POOL_DIR/P.volumes/V (hooks/volrec.h) says what to deploy.
+ * libvirt hands the prepare hook such a disk unresolved (pool and volume,
+ * no path) and resolves it only after the hook, so the volume must exist
+ * by then: vol-create makes an empty placeholder, which the deploy
+ * replaces.  Everything else in the domain is libvirt's.
  */
 #ifndef PPF_HOOK_H
 #define PPF_HOOK_H
@@ -31,6 +39,27 @@ struct ppf_hook_deploy {
     char target[PPF_HOOK_PATH_MAX + 1];         /* the chosen disk's source file */
     int mode;                                   /* -1, 0 overlay, 1 copy */
     int ephemeral;                              /* -1, 0, 1 */
+    int placeholder;                            /* 1: an empty file at target is
+                                                 * replaced (a pool volume) */
+};
+
+/* A <disk type='volume' device='disk'> of the domain whose pool and volume
+ * are ppf names (candidates: the pool state decides whether it is ppf's). */
+struct ppf_hook_voldisk {
+    char pool[PPF_HOOK_NAME_MAX + 1];
+    char volume[PPF_HOOK_NAME_MAX + 1];
+    char dev[PPF_HOOK_DEV_MAX + 1];             /* <target dev>; "" if absent */
+    char format[16];                            /* <driver type>; "" if absent */
+};
+
+/* What a domain may ask of ppf: its ppf:deploy metadata and its volume
+ * disks.  Free with ppf_hook_domain_free. */
+struct ppf_hook_domain {
+    char uuid[PPF_HOOK_UUID_LEN + 1];           /* "" if absent or not a UUID */
+    int has_deploy;                             /* deploy holds ppf:deploy */
+    struct ppf_hook_deploy deploy;
+    struct ppf_hook_voldisk *vols;
+    size_t nvols;
 };
 
 /* Reads all of fd into a new NUL-terminated buffer (*bufp, the caller
@@ -51,6 +80,20 @@ int ppf_hook_maybe_ppf(const char *buf, size_t len);
  * XML cannot be read.  *d is cleared on entry. */
 int ppf_hook_parse_domain(const char *buf, size_t len, struct ppf_hook_deploy *d, char *err,
                           size_t errlen);
+
+/* Quick scan, no parsing: finds the next pool='NAME' (or pool="NAME") in
+ * buf at or after *off whose NAME is a ppf name, copies NAME into name
+ * (cap bytes) and moves *off past it.  1 if found, 0 if none is left.
+ * The hook stats each pool's state file before deciding to parse. */
+int ppf_hook_next_pool(const char *buf, size_t len, size_t *off, char *name, size_t cap);
+
+/* Parses a domain XML like ppf_hook_parse_domain and also lists its volume
+ * disks (dom->vols).  dom is cleared on entry; free it with
+ * ppf_hook_domain_free even after a failure.  0 (look at has_deploy and
+ * nvols), or -1 with a one-line message in err. */
+int ppf_hook_parse_domain_full(const char *buf, size_t len, struct ppf_hook_domain *dom,
+                               char *err, size_t errlen);
+void ppf_hook_domain_free(struct ppf_hook_domain *dom);
 
 /* Releases libxml2's global state at exit (for leak checkers).  With
  * PPF_HOOK_DLOPEN_XML libxml2 is loaded on the first parse only. */

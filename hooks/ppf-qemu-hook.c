@@ -2,13 +2,15 @@
  * /etc/libvirt/hooks/qemu.d/).  libvirt runs it as NAME OP SUBOP EXTRA with
  * the domain XML on stdin and only LC_ALL, PATH and HOME in the
  * environment.  On "prepare" it deploys the disk a domain's ppf:deploy
- * metadata asks for (DEPLOY to the peripheral, or on the host with image/
- * and materialize when the peripheral is down and the policy allows it);
- * on "release" it unpins what the domain pinned; on "reconnect" (libvirtd
- * restarted and found the domain running) it pins the disk's base for the
- * domain again.  Domains without ppf metadata, and every other operation,
- * exit 0 at once.  It never calls libvirt (a hook that calls the QEMU
- * driver deadlocks).
+ * metadata asks for, and each of its disks that is a volume of a ppf pool
+ * made by ppfctl vol-create (hooks/volrec.h: the record says what image;
+ * the empty placeholder vol-create left is replaced), by DEPLOY to the
+ * peripheral, or on the host with image/ and materialize when the
+ * peripheral is down and the policy allows it; on "release" it unpins what
+ * the domain pinned; on "reconnect" (libvirtd restarted and found the
+ * domain running) it pins its disks' bases for the domain again.  Domains
+ * with neither, and every other operation, exit 0 at once.  It never calls
+ * libvirt (a hook that calls the QEMU driver deadlocks).
  *
  * Output: nothing on success (virsh would not show it); on a failed
  * prepare exactly one line, "ppf: domain NAME: disk PATH: reason", which
@@ -40,6 +42,7 @@
 
 #include "common/cleanup.h"
 #include "hooks/hook.h"
+#include "hooks/volrec.h"
 #include "ppf/ppf.h"
 #include "ppf/protocol.h"
 #ifdef PPF_HOOK_FALLBACK_WORKER
@@ -68,7 +71,10 @@
 
 struct hook {
     const char *name;           /* the domain, as libvirt named it (argv[1]) */
-    struct ppf_hook_deploy d;
+    const char *pool_dir;       /* ppf's pool state: $PPF_POOL_DIR or the default */
+    struct ppf_hook_deploy d;   /* the deploy at hand (messages name its disk) */
+    struct ppf_hook_deploy *v;  /* every deploy the domain asks for */
+    size_t n;
 };
 
 /* The one line virsh shows: "ppf: domain NAME: disk PATH: reason". */
@@ -301,32 +307,35 @@ fail:
     return -1;
 }
 
-/* Deploys on the host with the policy's stores, keys and deploy.dirs.
- * Returns the exit status. */
+/* 1 if the target is an empty regular file: a pool volume's placeholder. */
 static int
-hook_fallback(const struct hook *h, const char *why)
+hook_is_placeholder(const struct ppf_target *tg)
 {
-    struct ppf_policy *p = hook_policy(h);
+    struct stat st;
+
+    return fstatat(tg->dirfd, tg->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
+/* Deploys h->d on the host with policy p.  0 or 1 (reported). */
+static int
+hook_fallback_one(const struct hook *h, const struct ppf_policy *p)
+{
     const struct ppf_policy_tenant *t;
     struct ppf_target tg = { .dirfd = -1 };
     char base[PATH_MAX], msg[600];
     uint64_t size = 0;
-    int ephemeral, mode, ex, rc = 1;
+    int ephemeral, mode, replace, ex, rc = 1;
 
-    if (!p)
-        return 1;
-    if (p->deploy.fallback == PPF_FALLBACK_FAIL) {
-        hook_fail(h, "the peripheral is not running and deploy.fallback is fail (%s); "
-                  "start ppf-peripheral", why);
-        goto out;
-    }
     if (!(t = ppf_policy_find_tenant(p, h->d.tenant))) {
         hook_fail(h, "the peripheral is not running, and tenant %s is not in the policy; "
                   "add it under tenants:", h->d.tenant);
-        goto out;
+        return 1;
     }
     ephemeral = h->d.ephemeral >= 0 ? h->d.ephemeral : p->deploy.ephemeral;
     mode = h->d.mode >= 0 ? h->d.mode : (int)p->deploy.mode;
+    replace = ephemeral ? PPF_REPLACE_ALWAYS :
+              h->d.placeholder ? PPF_REPLACE_PLACEHOLDER : PPF_REPLACE_NEVER;
     if (ppf_target_resolve(h->d.target, (const char *const *)p->deploy.dirs, p->deploy.ndirs,
                            &tg, msg, sizeof msg) < 0) {
         hook_fail(h, "host fallback: %s", msg);
@@ -336,17 +345,21 @@ hook_fallback(const struct hook *h, const char *why)
         hook_fail(h, "host fallback: cannot check the disk: %s", strerror(errno));
         goto out;
     }
-    if (ex == 1 && !ephemeral) {
+    if (ex == 1 && replace == PPF_REPLACE_NEVER) {
         rc = 0;                 /* the user's disk: kept, as the peripheral would */
+        goto out;
+    }
+    if (ex == 1 && replace == PPF_REPLACE_PLACEHOLDER && !hook_is_placeholder(&tg)) {
+        rc = 0;                 /* the volume was deployed before: kept */
         goto out;
     }
     if (hook_host_base(h, p, t, base, sizeof base, &size) < 0)
         goto out;
     if (mode == PPF_DEPLOY_COPY ?
-        ppf_copy_create(&tg, base, ephemeral, 0600, msg, sizeof msg) :
-        ppf_overlay_create(&tg, base, size, ephemeral, 0600, msg, sizeof msg)) {
-        if (errno == EEXIST && !ephemeral)
-            rc = 0;             /* appeared meanwhile: kept */
+        ppf_copy_create(&tg, base, replace, 0600, msg, sizeof msg) :
+        ppf_overlay_create(&tg, base, size, replace, 0600, msg, sizeof msg)) {
+        if (errno == EEXIST && replace != PPF_REPLACE_ALWAYS)
+            rc = 0;             /* appeared (or was written) meanwhile: kept */
         else
             hook_fail(h, "host fallback: %s", msg);
         goto out;
@@ -354,6 +367,30 @@ hook_fallback(const struct hook *h, const char *why)
     rc = 0;
 out:
     ppf_target_close(&tg);
+    return rc;
+}
+
+/* Deploys every disk of h on the host with the policy's stores, keys and
+ * deploy.dirs.  Returns the exit status. */
+static int
+hook_fallback(struct hook *h, const char *why)
+{
+    struct ppf_policy *p;
+    int rc = 0;
+
+    if (h->n)
+        h->d = h->v[0];         /* messages before the loop name the first disk */
+    if (!(p = hook_policy(h)))
+        return 1;
+    if (p->deploy.fallback == PPF_FALLBACK_FAIL) {
+        hook_fail(h, "the peripheral is not running and deploy.fallback is fail (%s); "
+                  "start ppf-peripheral", why);
+        rc = 1;
+    }
+    for (size_t i = 0; i < h->n && rc == 0; i++) {
+        h->d = h->v[i];
+        rc = hook_fallback_one(h, p);
+    }
     ppf_policy_free(p);
     return rc;
 }
@@ -442,20 +479,20 @@ hook_alloc_out(struct ppf_dev *dev, uint32_t *cap)
     return malloc(*cap ? *cap : 1);
 }
 
-/* Sends h's DEPLOY on qp and waits up to ms.  ephemeral >= 0 overrides
- * the metadata's.  The answer is in *cmd (its output in out, cap bytes).
+/* Sends h->d's DEPLOY on qp and waits up to ms.  For a reconnect never
+ * as ephemeral and never replacing a placeholder: a running domain's disk
+ * is left as it is.  The answer is in *cmd (its output in out, cap bytes).
  * 0, or -1 with a one-line reason in why. */
 static int
-hook_deploy(const struct hook *h, struct ppf_dev *dev, struct ppf_qp *qp, int ephemeral,
+hook_deploy(const struct hook *h, struct ppf_dev *dev, struct ppf_qp *qp, int reconnect,
             int ms, struct ppf_cmd *cmd, uint8_t *out, uint32_t cap, char *why,
             size_t whylen)
 {
     struct ppf_dev_info info;
     struct ppf_attr_writer w;
     uint8_t in[HOOK_IN_MAX];
+    int ephemeral = reconnect ? 0 : h->d.ephemeral;
 
-    if (ephemeral < 0)
-        ephemeral = h->d.ephemeral;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, h->d.image);
     ppf_attr_put_str(&w, PPF_A_TENANT, h->d.tenant);
@@ -465,6 +502,8 @@ hook_deploy(const struct hook *h, struct ppf_dev *dev, struct ppf_qp *qp, int ep
         ppf_attr_put_u32(&w, PPF_A_MODE, (uint32_t)h->d.mode);
     if (ephemeral >= 0)
         ppf_attr_put_u32(&w, PPF_A_EPHEMERAL, (uint32_t)ephemeral);
+    if (h->d.placeholder && !reconnect)
+        ppf_attr_put_u32(&w, PPF_A_PLACEHOLDER, 1);
     ppf_dev_get_info(dev, &info);
     if (w.overflow || w.len > info.slot_size) {
         snprintf(why, whylen, "the DEPLOY request does not fit the peripheral's %u-byte "
@@ -519,18 +558,21 @@ hook_prepare(struct hook *h, int argc, char **argv, const char *xml, size_t len)
         hook_fail(h, "out of memory");
         goto out;
     }
-    if (hook_deploy(h, dev, qp, -1, HOOK_DEPLOY_MS, &cmd, out, cap, why, sizeof why) < 0) {
-        hook_fail(h, "%s", why);
-        goto out;
-    }
-    if (cmd.status == PPF_SC_SUCCESS || cmd.status == PPF_SC_EXISTS) {
+    for (size_t i = 0; i < h->n; i++) {
+        h->d = h->v[i];
+        if (hook_deploy(h, dev, qp, 0, HOOK_DEPLOY_MS, &cmd, out, cap, why, sizeof why) < 0) {
+            hook_fail(h, "%s", why);
+            goto out;
+        }
         /* EXISTS: the disk is there and the deploy is not ephemeral, e.g.
          * a persistent domain restarting: it is the user's disk, keep it */
-        rc = 0;
-        goto out;
+        if (cmd.status != PPF_SC_SUCCESS && cmd.status != PPF_SC_EXISTS) {
+            hook_refusal(h, &cmd, why, sizeof why);
+            hook_fail(h, "%s", why);
+            goto out;
+        }
     }
-    hook_refusal(h, &cmd, why, sizeof why);
-    hook_fail(h, "%s", why);
+    rc = 0;
 out:
     ppf_qp_release(qp);
     ppf_dev_close(dev);
@@ -538,12 +580,13 @@ out:
 }
 
 /* libvirtd restarted and reconnected to the running domain: pins the
- * base its disk is an overlay of for the domain again (pins are kept in
+ * bases its disks are overlays of for the domain again (pins are kept in
  * the peripheral's state, but a peripheral that lost its state, or a
  * release that went astray, leaves a running domain's base evictable).
  * The same DEPLOY as prepare, except that it is sent only if the disk
- * exists (a reconnect never creates a disk) and never as ephemeral (the
- * peripheral must not replace a running domain's disk), so the answer is
+ * exists (a reconnect never creates a disk) and never as ephemeral or
+ * replacing a placeholder (the peripheral must not replace a running
+ * domain's disk), so the answer is
  * EXISTS and the peripheral records the pin on the way.  libvirt kills
  * the domain if this hook fails (docs/hooks.rst, qemuProcessReconnect):
  * so it never does; a problem is one line on stderr. */
@@ -558,27 +601,31 @@ hook_reconnect(struct hook *h)
     struct stat st;
     uint32_t cap;
 
-    if (lstat(h->d.target, &st) < 0) {
-        hook_fail(h, "reconnect: the disk is not there (%s); nothing to pin, the domain "
-                  "keeps running", strerror(errno));
-        return 0;
-    }
-    if (hook_connect(&dev, &qp, HOOK_RECONNECT_CLAIM_MS, why, sizeof why) != 0) {
-        hook_fail(h, "reconnect: cannot reach the peripheral (%s); the domain keeps "
-                  "running, but the base of its disk is not pinned for it again", why);
-        return 0;
-    }
-    if (!(out = hook_alloc_out(dev, &cap)))
-        hook_fail(h, "reconnect: out of memory");
-    else if (hook_deploy(h, dev, qp, 0, HOOK_RECONNECT_MS, &cmd, out, cap, why,
-                         sizeof why) < 0)
-        hook_fail(h, "reconnect: %s; the domain keeps running", why);
-    else if (cmd.status == PPF_SC_SUCCESS)
-        hook_fail(h, "reconnect: the disk vanished meanwhile and was deployed again; "
-                  "the running domain still uses the old one");
-    else if (cmd.status != PPF_SC_EXISTS) {
-        hook_refusal(h, &cmd, why, sizeof why);
-        hook_fail(h, "reconnect: %s; the domain keeps running", why);
+    for (size_t i = 0; i < h->n; i++) {
+        h->d = h->v[i];
+        if (lstat(h->d.target, &st) < 0) {
+            hook_fail(h, "reconnect: the disk is not there (%s); nothing to pin, the domain "
+                      "keeps running", strerror(errno));
+            continue;
+        }
+        if (!dev && hook_connect(&dev, &qp, HOOK_RECONNECT_CLAIM_MS, why, sizeof why) != 0) {
+            hook_fail(h, "reconnect: cannot reach the peripheral (%s); the domain keeps "
+                      "running, but the base of its disk is not pinned for it again", why);
+            return 0;
+        }
+        if (!out && !(out = hook_alloc_out(dev, &cap))) {
+            hook_fail(h, "reconnect: out of memory");
+            break;
+        }
+        if (hook_deploy(h, dev, qp, 1, HOOK_RECONNECT_MS, &cmd, out, cap, why, sizeof why) < 0)
+            hook_fail(h, "reconnect: %s; the domain keeps running", why);
+        else if (cmd.status == PPF_SC_SUCCESS)
+            hook_fail(h, "reconnect: the disk vanished meanwhile and was deployed again; "
+                      "the running domain still uses the old one");
+        else if (cmd.status != PPF_SC_EXISTS) {
+            hook_refusal(h, &cmd, why, sizeof why);
+            hook_fail(h, "reconnect: %s; the domain keeps running", why);
+        }
     }
     ppf_qp_release(qp);
     ppf_dev_close(dev);
@@ -623,29 +670,183 @@ hook_release(struct hook *h)
 
 #endif /* !PPF_HOOK_FALLBACK_WORKER */
 
+/* ---- which disks are ppf's ---------------------------------------------- */
+
+/* 1 if pool is a ppf pool: ppfctl pool-define left its state file. */
+static int
+hook_is_ppf_pool(const char *pool_dir, const char *pool)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    return ppf_volrec_pool_state(pool_dir, pool, path, sizeof path) == 0 &&
+           stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Before any parsing: 1 if the XML may name a ppf pool (a pool='P' whose
+ * state file exists), so that domains using other pools skip libxml2. */
+static int
+hook_maybe_volumes(const char *pool_dir, const char *xml, size_t len)
+{
+    char pool[PPF_HOOK_NAME_MAX + 1];
+    size_t off = 0;
+
+    while (ppf_hook_next_pool(xml, len, &off, pool, sizeof pool))
+        if (hook_is_ppf_pool(pool_dir, pool))
+            return 1;
+    return 0;
+}
+
+/* The mode a volume disk is deployed in: the record's, which the disk's
+ * <driver type> must match (libvirt opens a disk without one as raw), or,
+ * if the record leaves it to the policy, the driver type's.  -1 with why
+ * set. */
+static int
+hook_volume_mode(const struct ppf_hook_voldisk *vd, const struct ppf_volrec *r, char *why,
+                 size_t whylen)
+{
+    int qcow2 = strcmp(vd->format, "qcow2") == 0;
+    int raw = !vd->format[0] || strcmp(vd->format, "raw") == 0;
+    const char *dev = vd->dev[0] ? vd->dev : "?";
+
+    if ((r->mode == PPF_VOLREC_OVERLAY || r->mode < 0) && qcow2)
+        return PPF_VOLREC_OVERLAY;
+    if ((r->mode == PPF_VOLREC_COPY && raw) || (r->mode < 0 && raw && vd->format[0]))
+        return PPF_VOLREC_COPY;
+    if (r->mode == PPF_VOLREC_OVERLAY)
+        snprintf(why, whylen, "volume %s of pool %s is deployed as a qcow2 overlay; give disk "
+                 "%s <driver name='qemu' type='qcow2'/> (libvirt would open it as %s)",
+                 vd->volume, vd->pool, dev, vd->format[0] ? vd->format : "raw");
+    else if (r->mode == PPF_VOLREC_COPY)
+        snprintf(why, whylen, "volume %s of pool %s is deployed as a raw copy; give disk %s "
+                 "<driver name='qemu' type='raw'/>, not type='%s'", vd->volume, vd->pool, dev,
+                 vd->format);
+    else
+        snprintf(why, whylen, "volume %s of pool %s leaves the mode to the policy; give disk "
+                 "%s <driver name='qemu' type='qcow2'/> for an overlay or type='raw' for a "
+                 "copy", vd->volume, vd->pool, dev);
+    return -1;
+}
+
+/* Fills h->v with what dom asks for: its ppf:deploy, then every volume
+ * disk with a record in h->pool_dir (deployed to the record's target, over
+ * the placeholder, never ephemeral).  A volume named IMAGE.raw in a ppf
+ * pool without a record is the pool's read-only prepared image, never a
+ * domain's disk: refused.  0; -1 with why set (h->d names the disk in
+ * question, h->v holds what was resolved before it). */
+static int
+hook_collect(struct hook *h, const struct ppf_hook_domain *dom, char *why, size_t whylen)
+{
+    memset(&h->d, 0, sizeof h->d);
+    h->n = 0;
+    if (!(h->v = calloc(1 + dom->nvols, sizeof *h->v))) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    if (dom->has_deploy)
+        h->v[h->n++] = dom->deploy;
+    for (size_t i = 0; i < dom->nvols; i++) {
+        const struct ppf_hook_voldisk *vd = &dom->vols[i];
+        struct ppf_hook_deploy *d = &h->d;
+        struct ppf_volrec r;
+        char path[PATH_MAX], err[PPF_HOOK_ERR_MAX];
+        int k, mode;
+
+        memset(d, 0, sizeof *d);        /* messages name this disk, once known */
+        if (ppf_volrec_path(h->pool_dir, vd->pool, vd->volume, path, sizeof path) < 0)
+            continue;           /* no such record can exist */
+        if ((k = ppf_volrec_load(path, &r, err, sizeof err)) < 0) {
+            snprintf(why, whylen, "volume %s of pool %s: %s; correct the record, or make the "
+                     "volume again (ppfctl vol-delete, vol-create)", vd->volume, vd->pool, err);
+            return -1;
+        }
+        if (k == 0) {
+            if (!ppf_volrec_is_prepared(vd->volume) || !hook_is_ppf_pool(h->pool_dir, vd->pool))
+                continue;       /* not ppf's */
+            snprintf(why, whylen, "volume %s in pool %s is ppf's read-only prepared image; "
+                     "create a disk from it with: ppfctl vol-create %s NAME --image %.*s",
+                     vd->volume, vd->pool, vd->pool,
+                     (int)(strlen(vd->volume) - strlen(PPF_VOLREC_PREPARED)), vd->volume);
+            return -1;
+        }
+        memcpy(d->uuid, dom->uuid, sizeof d->uuid);
+        snprintf(d->image, sizeof d->image, "%s", r.image);
+        snprintf(d->tenant, sizeof d->tenant, "%s", r.tenant);
+        snprintf(d->dev, sizeof d->dev, "%s", vd->dev);
+        snprintf(d->target, sizeof d->target, "%s", r.target);
+        d->ephemeral = 0;       /* a volume is a persistent disk */
+        d->placeholder = 1;
+        if (!dom->uuid[0]) {
+            snprintf(why, whylen, "the domain has no usable <uuid>");
+            return -1;
+        }
+        if ((mode = hook_volume_mode(vd, &r, why, whylen)) < 0)
+            return -1;
+        d->mode = mode;
+        h->v[h->n++] = *d;
+    }
+    memset(&h->d, 0, sizeof h->d);
+    return 0;
+}
+
 static void
 usage(FILE *fp)
 {
     fprintf(fp, "usage: ppf-qemu-hook DOMAIN OPERATION SUB-OPERATION EXTRA < domain.xml\n"
             "libvirt's qemu hook for ppf (in /etc/libvirt/hooks/qemu.d/).  For a domain\n"
-            "with ppf:deploy metadata:\n"
-            "  prepare    deploy its disk (DEPLOY to the peripheral; the host fallback\n"
+            "with ppf:deploy metadata, or disks that are volumes of ppf pools (ppfctl\n"
+            "vol-create):\n"
+            "  prepare    deploy its disks (DEPLOY to the peripheral; the host fallback\n"
             "             if the peripheral is down and the policy allows it); on\n"
             "             failure one line on stderr and exit 1: the domain does not start\n"
             "  release    unpin what the domain pinned; never fails\n"
-            "  reconnect  libvirtd restarted with the domain running: pin its disk's\n"
-            "             base for it again (DEPLOY of the existing disk, answered\n"
+            "  reconnect  libvirtd restarted with the domain running: pin its disks'\n"
+            "             bases for it again (DEPLOY of the existing disks, answered\n"
             "             EXISTS); never fails, since libvirt kills a domain whose\n"
             "             reconnect hook fails; problems are one line on stderr\n"
             "Every other operation, and every other domain, exits 0 at once.\n"
             "Environment (tests; libvirt passes none): PPF_DEVICE, PPF_POLICY,\n"
-            "PPF_HOOK_FALLBACK.  See ppf-qemu-hook(8).\n");
+            "PPF_HOOK_FALLBACK, PPF_POOL_DIR.  See ppf-qemu-hook(8).\n");
+}
+
+/* Runs operation op for h once the domain is parsed; the exit status. */
+static int
+hook_run(struct hook *h, const struct ppf_hook_domain *dom, int argc, char **argv,
+         const char *xml, size_t len)
+{
+    const char *op = argv[2];
+    int prepare = strcmp(op, "prepare") == 0;
+    char why[4 * PPF_HOOK_ERR_MAX];     /* names pool, volume, record and reason */
+
+    if (hook_collect(h, dom, why, sizeof why) < 0) {
+        hook_fail(h, "%s%s%s", prepare ? "" : op, prepare ? "" : ": ", why);
+        if (prepare)
+            return 1;           /* release and reconnect go on with what resolved */
+    }
+    memset(&h->d, 0, sizeof h->d);
+#ifdef PPF_HOOK_FALLBACK_WORKER
+    (void)xml;
+    (void)len;
+    return h->n ? hook_fallback(h, argc > 5 ? argv[5] : "unreachable") : 0;
+#else
+    if (prepare)
+        return h->n ? hook_prepare(h, argc, argv, xml, len) : 0;
+    if (strcmp(op, "reconnect") == 0)
+        return hook_reconnect(h);
+    /* release: whatever resolved, a domain with a disk in a ppf pool may
+     * hold pins; releasing a domain that holds none is harmless */
+    if (!dom->uuid[0] || (!h->n && !dom->nvols))
+        return 0;
+    memcpy(h->d.uuid, dom->uuid, sizeof h->d.uuid);
+    return hook_release(h);
+#endif
 }
 
 int
 main(int argc, char **argv)
 {
     struct hook h = { .name = argc > 1 ? argv[1] : "?" };
+    struct ppf_hook_domain dom = { .nvols = 0 };
     CLEANUP_FREE char *xml = NULL;
     char err[PPF_HOOK_ERR_MAX];
     size_t len;
@@ -679,23 +880,19 @@ main(int argc, char **argv)
         hook_fail(&h, "%s%s%s", prepare ? "" : argv[2], prepare ? "" : ": ", err);
         return prepare;
     }
-    if (!ppf_hook_maybe_ppf(xml, len))
+    h.pool_dir = ppf_volrec_pool_dir();
+    if (!ppf_hook_maybe_ppf(xml, len) && !hook_maybe_volumes(h.pool_dir, xml, len))
         return 0;               /* not ppf's: no parse */
 
-    rc = ppf_hook_parse_domain(xml, len, &h.d, err, sizeof err);
+    rc = ppf_hook_parse_domain_full(xml, len, &dom, err, sizeof err);
     ppf_hook_xml_cleanup();
-    if (rc == 0)
-        return 0;
     if (rc < 0) {
-        h.d.target[0] = '\0';
         hook_fail(&h, "%s%s%s", prepare ? "" : argv[2], prepare ? "" : ": ", err);
-        return prepare;         /* release and reconnect never fail */
+        rc = prepare;           /* release and reconnect never fail */
+    } else {
+        rc = hook_run(&h, &dom, argc, argv, xml, len);
     }
-#ifdef PPF_HOOK_FALLBACK_WORKER
-    return hook_fallback(&h, argc > 5 ? argv[5] : "unreachable");
-#else
-    if (prepare)
-        return hook_prepare(&h, argc, argv, xml, len);
-    return reconnect ? hook_reconnect(&h) : hook_release(&h);
-#endif
+    ppf_hook_domain_free(&dom);
+    free(h.v);
+    return rc;
 }

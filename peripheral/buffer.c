@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,7 +26,9 @@
 #include "image/image.h"
 #include "peripheral/buffer.h"
 #include "peripheral/bufmodel.h"
+#include "peripheral/clock.h"
 #include "peripheral/materialize.h"
+#include "peripheral/oplog.h"
 
 #define PUBLIC_OWNER "@public"
 #define MAX_WORKERS 16
@@ -37,7 +40,8 @@ struct waiter {
     uint16_t cid;
     uint64_t start_ns;
     int outcome;                /* PPF_OUTCOME_* */
-    int mode, ephemeral;
+    int mode, ephemeral, placeholder;
+    char tenant[256];           /* who deployed (for the usage accounting) */
     char domain[40];
     char target[PATH_MAX];
 };
@@ -57,6 +61,15 @@ struct entry {
     int boost;                  /* a deploy waits: no bandwidth limit (atomic) */
     int preempted;              /* cancelled for a deploy: run again later */
     bool prefetched, running;
+    bool held;                  /* a pin or schedule holds it (struct hold) */
+    bool stale;                 /* its store holds another version, or none: never
+                                 * served again, kept while disks or domains use it */
+    double checked;             /* monotonic s: its store version last confirmed */
+    uint32_t copying;           /* copies being made from it (transient pins) */
+    bool limited;               /* prepared under the prefetch bandwidth limit */
+    uint64_t prep_start_ns;     /* when its preparation was queued */
+    uint64_t need;              /* bytes it will occupy on disk (its data) */
+    int disk_low;               /* stopped: free space fell below the reserve */
     uint32_t pins;              /* domains using it */
     uint32_t refs;              /* overlay disks based on it */
     uint64_t hits;
@@ -74,6 +87,17 @@ struct job {
     /* results */
     int ok;
     char err[512];
+};
+
+/* A pin (admin or policy) or a schedule's window: the image stays in the
+ * buffer until `until` (wall clock s; 0 = until removed). */
+struct hold {
+    struct hold *next;
+    char image[256], tenant[256];
+    char source[128];           /* "pin", "policy pin", "schedule ..." */
+    uint64_t until;
+    double retry_at;            /* monotonic s: when to try to bring it in again */
+    bool missing;               /* not in the buffer yet (no room, or failed) */
 };
 
 struct ppf_buffer {
@@ -97,7 +121,11 @@ struct ppf_buffer {
     void *kick_ctx;
     struct ppf_buffer_hooks hooks;
     bool admin_evict;           /* an EVICT command is removing entries */
+    bool disk_evict;            /* entries go for free space on the file system */
+    const char *retire_why;     /* entries go because their store changed */
+    double next_sweep;          /* monotonic s: next freshness sweep */
     struct ppf_oplog *oplog;    /* may be NULL; not ours */
+    struct hold *holds;
     /* counters (PPF_STAT_* - 32) */
     uint64_t stat[PPF_STAT_FW__MAX - PPF_STAT_DEPLOYS];
 };
@@ -117,6 +145,14 @@ now_s(void)
     return (double)now_ns() / 1e9;
 }
 
+static void holds_mark(struct ppf_buffer *b);
+static int entry_fresh(struct ppf_buffer *b, struct entry *e, const char *tenant, bool force);
+static enum ppf_status_code disk_room(struct ppf_buffer *b, const char *image, uint64_t need,
+                                      double limit, char *msg, size_t msglen);
+static void holds_load(struct ppf_buffer *b);
+static const struct hold *hold_of_entry(struct ppf_buffer *b, const struct entry *e);
+static void until_text(uint64_t until, char *buf, size_t len);
+
 static void
 stat_add(struct ppf_buffer *b, enum ppf_fw_stat s, uint64_t n)
 {
@@ -130,7 +166,7 @@ entry_find(struct ppf_buffer *b, const char *image, const char *owner)
 {
     for (uint32_t i = 0; i < b->nentries; i++) {
         struct entry *e = b->entries[i];
-        if (e && strcmp(e->image, image) == 0 && strcmp(e->owner, owner) == 0)
+        if (e && !e->stale && strcmp(e->image, image) == 0 && strcmp(e->owner, owner) == 0)
             return e;
     }
     return NULL;
@@ -173,14 +209,66 @@ entry_by_id(struct ppf_buffer *b, uint32_t id)
     return id >= 1 && id <= b->nentries ? b->entries[id - 1] : NULL;
 }
 
+/* An entry is pinned in the model while a domain, a disk or a hold keeps it. */
 static void
-entry_paths(const struct ppf_buffer *b, const char *owner, const char *image, char *raw,
-            char *meta)
+entry_update_pin(struct ppf_buffer *b, struct entry *e)
 {
-    if (raw)
-        snprintf(raw, PATH_MAX, "%s/entries/%s/%s.raw", b->root, owner, image);
-    if (meta)
-        snprintf(meta, PATH_MAX, "%s/entries/%s/%s.meta", b->root, owner, image);
+    ppf_bufmodel_pin(b->model, e->id, e->pins || e->refs || e->held || e->copying);
+}
+
+/* An entry's files are entries/OWNER/KEY.raw and KEY.meta, KEY being
+ * IMAGE@DIGEST (16 hex digits: two versions of an image can be there at
+ * once, an old one kept for the disks based on it); entries made before
+ * versions were kept have KEY = IMAGE.  Pin and ref records name entries
+ * as OWNER/KEY. */
+static void
+entry_new_path(const struct ppf_buffer *b, const char *owner, const char *image,
+               const char *digest, char *raw)
+{
+    snprintf(raw, PATH_MAX, "%s/entries/%s/%s@%.16s.raw", b->root, owner, image, digest);
+}
+
+/* The .meta beside a .raw path. */
+static void
+entry_meta_path(const char *raw, char *meta)
+{
+    snprintf(meta, PATH_MAX, "%.*s.meta", (int)strlen(raw) - 4, raw);
+}
+
+/* KEY (see above) of e, into key (256 + 17 bytes). */
+static void
+entry_key(const struct entry *e, char *key, size_t len)
+{
+    const char *base = strrchr(e->path, '/');
+
+    base = base ? base + 1 : e->path;
+    snprintf(key, len, "%.*s", (int)strlen(base) - 4, base);
+}
+
+/* The entry an "OWNER/KEY" record names. */
+static struct entry *
+entry_by_key(struct ppf_buffer *b, const char *owner, const char *key)
+{
+    char k[300];
+
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+
+        if (!e || strcmp(e->owner, owner) != 0)
+            continue;
+        entry_key(e, k, sizeof k);
+        if (strcmp(k, key) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* How a deploy may treat an existing target (PPF_REPLACE_*). */
+static int
+waiter_replace(const struct waiter *w)
+{
+    return w->ephemeral ? PPF_REPLACE_ALWAYS :
+           w->placeholder ? PPF_REPLACE_PLACEHOLDER : PPF_REPLACE_NEVER;
 }
 
 /* Forgets an entry and deletes its files (meta first: a .raw without a
@@ -191,7 +279,7 @@ entry_drop(struct ppf_buffer *b, struct entry *e, int delete_files)
     char meta[PATH_MAX];
 
     if (delete_files) {
-        entry_paths(b, e->owner, e->image, NULL, meta);
+        entry_meta_path(e->path, meta);
         unlink(meta);
         unlink(e->path);
     }
@@ -211,8 +299,36 @@ model_evicted(void *ctx, const struct ppf_buf_entry *me, double now)
         entry_drop(b, e, 1);
         return;
     }
-    ppf_info("buffer", "evicted %s for %s (%" PRIu64 " bytes, %s)", e->image, e->owner,
-             e->size, me->used ? "used" : "never used");
+    if (b->retire_why) {
+        ppf_oplog_add(b->oplog, PPF_OPLOG_PURGE, e->image, e->owner, e->size,
+                      "removed %s (%s, %" PRIu64 " bytes): %s", e->image, e->owner, e->size,
+                      b->retire_why);
+    } else if (b->admin_evict) {
+        ppf_oplog_add(b->oplog, PPF_OPLOG_EVICT, e->image, e->owner, e->size,
+                      "evicted %s (%s, %" PRIu64 " bytes): an administrator's EVICT",
+                      e->image, e->owner, e->size);
+    } else {
+        char ago[64];
+        double idle = now - (me->used ? me->last_use : me->inserted);
+
+        if (idle < 120)
+            snprintf(ago, sizeof ago, "%.0f s", idle);
+        else if (idle < 7200)
+            snprintf(ago, sizeof ago, "%.0f min", idle / 60);
+        else if (idle < 172800)
+            snprintf(ago, sizeof ago, "%.1f h", idle / 3600);
+        else
+            snprintf(ago, sizeof ago, "%.0f d", idle / 86400);
+        ppf_oplog_add(b->oplog, PPF_OPLOG_EVICT, e->image, e->owner, e->size,
+                      "evicted %s (%s, %" PRIu64 " bytes) to make room%s: %s, %s for %s",
+                      e->image, e->owner, e->size,
+                      b->disk_evict ? " on the file system (buffer.reserve)" : "",
+                      b->policy->buffer.eviction == PPF_EVICT_LRU ?
+                      "least recently used" : "lowest value per byte",
+                      me->used ? "not used" : "never used", ago);
+    }
+    if (me->prefetched && !me->used)
+        ppf_oplog_wasted(b->oplog, e->image, e->owner, e->size);
     if (b->hooks.evicted)
         b->hooks.evicted(b->hooks.ctx, e->image,
                          strcmp(e->owner, PUBLIC_OWNER) ? e->owner : NULL, me->prefetched,
@@ -230,7 +346,7 @@ meta_write(struct ppf_buffer *b, const struct entry *e)
     FILE *fp;
     int fd, r = 0;
 
-    entry_paths(b, e->owner, e->image, NULL, meta);
+    entry_meta_path(e->path, meta);
     snprintf(tmp, sizeof tmp, "%s.tmp", meta);
     fp = fopen(tmp, "we");
     if (!fp)
@@ -334,7 +450,7 @@ load_owner_dir(struct ppf_buffer *b, const char *owner)
             free(e);
             continue;
         }
-        entry_paths(b, owner, e->image, raw, NULL);
+        snprintf(raw, sizeof raw, "%.*s.raw", (int)strlen(path) - 5, path);
         if (stat(raw, &st) < 0 || (uint64_t)st.st_size != e->size) {
             ppf_warn("buffer", "%s: its disk is missing or has the wrong size; removing "
                      "the entry", path);
@@ -345,6 +461,7 @@ load_owner_dir(struct ppf_buffer *b, const char *owner)
         }
         snprintf(e->path, sizeof e->path, "%s", raw);
         e->state = PPF_ENTRY_READY;
+        e->checked = -INFINITY;     /* checked against its store at the first hit */
         if (entry_slot(b, e) < 0 ||
             ppf_bufmodel_admit(b->model, e->id, tenant_id(b, owner), e->size ? e->size : 1,
                                e->prefetched, INFINITY, now_s()) < 0) {
@@ -367,7 +484,7 @@ static void
 load_refs(struct ppf_buffer *b)
 {
     char dir[PATH_MAX], path[PATH_MAX + 300], line[PATH_MAX + 16];
-    char target[PATH_MAX + 16], owner[256], image[256], backing[1024];
+    char target[PATH_MAX + 16], owner[256], image[300], backing[1024];
     struct dirent *de;
     DIR *d;
 
@@ -395,9 +512,9 @@ load_refs(struct ppf_buffer *b)
                     snprintf(target, sizeof target, "%s", line + 7);
                     continue;
                 }
-                if (sscanf(line, "entry %255[^/]/%255s", owner, image) != 2)
+                if (sscanf(line, "entry %255[^/]/%290s", owner, image) != 2)
                     continue;
-                e = entry_find(b, image, owner);
+                e = entry_by_key(b, owner, image);
                 if (!e)
                     continue;
                 if (kind && (!target[0] ||
@@ -408,7 +525,7 @@ load_refs(struct ppf_buffer *b)
                     e->refs++;
                 else
                     e->pins++;
-                ppf_bufmodel_pin(b->model, e->id, true);
+                entry_update_pin(b, e);
                 keep = 1;
             }
             fclose(fp);
@@ -488,7 +605,24 @@ struct progress_ctx {
     struct entry *e;
     uint64_t start_ns;
     uint64_t bandwidth;         /* bytes/s, 0 = unlimited */
+    const char *root;           /* the buffer's directory, for statvfs */
+    uint64_t reserve;           /* buffer.reserve */
+    uint64_t next_check;        /* done at which free space is checked again */
 };
+
+/* Bytes available to us on the file system holding path; UINT64_MAX if
+ * unknown. */
+static uint64_t
+fs_avail(const char *path)
+{
+    struct statvfs sv;
+
+    if (statvfs(path, &sv) < 0)
+        return UINT64_MAX;
+    return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+#define FS_CHECK_EVERY (16ull << 20)
 
 static void
 job_progress(void *opaque, uint64_t done, uint64_t total)
@@ -496,6 +630,16 @@ job_progress(void *opaque, uint64_t done, uint64_t total)
     struct progress_ctx *p = opaque;
 
     __atomic_store_n(&p->e->done, done, __ATOMIC_RELAXED);
+    if (done >= p->next_check) {
+        /* someone else may be filling the file system: stop well before
+         * it is full rather than hit ENOSPC (half the reserve is left for
+         * whoever it is) */
+        p->next_check = done + FS_CHECK_EVERY;
+        if (p->reserve && fs_avail(p->root) < p->reserve / 2) {
+            __atomic_store_n(&p->e->disk_low, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&p->e->cancel, 1, __ATOMIC_RELAXED);
+        }
+    }
     if (p->bandwidth && !__atomic_load_n(&p->e->boost, __ATOMIC_RELAXED)) {
         /* keep the average at or below the bandwidth */
         double want = (double)done / (double)p->bandwidth;
@@ -518,13 +662,19 @@ job_run(struct ppf_buffer *b, struct job *j, unsigned threads, uint64_t bandwidt
     struct ppf_img_err err = { 0 };
 
     if (j->kind == JOB_PREPARE) {
-        struct progress_ctx pc = { .e = j->e, .start_ns = now_ns(), .bandwidth = bandwidth };
+        struct progress_ctx pc = { .e = j->e, .start_ns = now_ns(), .bandwidth = bandwidth,
+                                   .root = b->root, .reserve = b->policy->buffer.reserve };
         struct ppf_img_unpack_opts o = { .threads = threads, .format = PPF_IMG_FORMAT_RAW,
                                          .progress = job_progress, .opaque = &pc,
                                          .cancel = &j->e->cancel };
 
         j->ok = ppf_img_unpack(j->img, j->e->path, &o, &err) == 0;
-        if (!j->ok)
+        if (!j->ok && __atomic_load_n(&j->e->disk_low, __ATOMIC_RELAXED))
+            snprintf(j->err, sizeof j->err, "stopped: free space on the buffer's file system "
+                     "(%.200s) fell below half of buffer.reserve (%" PRIu64 " bytes), something "
+                     "else is filling it; nothing was left behind", b->root,
+                     b->policy->buffer.reserve);
+        else if (!j->ok)
             snprintf(j->err, sizeof j->err, "%s", err.msg);
     } else {
         struct ppf_target t;
@@ -534,7 +684,7 @@ job_run(struct ppf_buffer *b, struct job *j, unsigned threads, uint64_t bandwidt
          * under its own parent so nothing can have been swapped */
         j->ok = 0;
         if (ppf_target_resolve(j->w->target, dirs, 1, &t, j->err, sizeof j->err) == 0) {
-            j->ok = ppf_copy_create(&t, j->src, j->w->ephemeral, 0600, j->err,
+            j->ok = ppf_copy_create(&t, j->src, waiter_replace(j->w), 0600, j->err,
                                     sizeof j->err) == 0;
             ppf_target_close(&t);
         }
@@ -753,6 +903,7 @@ buffer_load(struct ppf_buffer *b)
     }
     load_index(b);
     sweep_deploy_dirs(b);
+    holds_load(b);
     ppf_info("buffer", "%s: %u entries, %" PRIu64 " of %" PRIu64 " bytes", b->root,
              b->next_id, ppf_bufmodel_capacity(b->model) - ppf_bufmodel_free_bytes(b->model),
              ppf_bufmodel_capacity(b->model));
@@ -816,6 +967,10 @@ ppf_buffer_free(struct ppf_buffer *b)
         free(j);
     }
     buffer_close_state(b);
+    for (struct hold *h = b->holds, *n; h; h = n) {
+        n = h->next;
+        free(h);
+    }
     ppf_policy_free(b->policy);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
@@ -924,9 +1079,11 @@ lookup(struct ppf_buffer *b, const char *image, const char *tenant)
 
 /* Starts preparing image for tenant: opens it, makes room, queues the job.
  * *ep is the new in-flight entry. */
+
 static enum ppf_status_code
 start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_tenant *t,
-              int prio, int deploy, double limit, struct entry **ep, char *msg, size_t msglen)
+              int prio, int deploy, double limit, const char *why, struct entry **ep,
+              char *msg, size_t msglen)
 {
     struct ppf_img_info info;
     struct ppf_img *img;
@@ -947,7 +1104,21 @@ start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_t
         *ep = e;
         return PPF_SC_SUCCESS;
     }
-    e = calloc(1, sizeof *e);
+    {
+        /* what the prepared (sparse) file will occupy */
+        uint64_t need = (info.chunk_count - info.zero_chunks) * (uint64_t)info.chunk_size;
+
+        if (need > info.size)
+            need = info.size;
+        sc = disk_room(b, image, need, limit, msg, msglen);
+        if (sc != PPF_SC_SUCCESS) {
+            ppf_img_close(img);
+            return sc;
+        }
+        e = calloc(1, sizeof *e);
+        if (e)
+            e->need = need;
+    }
     j = calloc(1, sizeof *j);
     if (!e || !j || entry_slot(b, e) < 0) {
         ppf_img_close(img);
@@ -958,9 +1129,10 @@ start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_t
     }
     snprintf(e->image, sizeof e->image, "%s", image);
     snprintf(e->owner, sizeof e->owner, "%s", owner);
-    entry_paths(b, owner, image, e->path, NULL);
     e->size = info.size;
     ppf_img_hex(info.digest, sizeof info.digest, e->digest);
+    entry_new_path(b, owner, image, e->digest, e->path);
+    e->checked = now_s();
     e->state = PPF_ENTRY_INFLIGHT;
     e->prefetched = !deploy;
     if (ppf_bufmodel_admit(b->model, e->id, tenant_id(b, owner), e->size ? e->size : 1,
@@ -984,10 +1156,18 @@ start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_t
     j->e = e;
     j->img = img;
     e->running = true;
+    e->prep_start_ns = now_ns();
+    e->limited = !deploy && b->policy->prefetch.bandwidth != 0;
     job_queue(b, j);
-    ppf_info("buffer", "%s %s for %s (%" PRIu64 " bytes)", deploy ? "fetching" : "prefetching",
-             image, t->name, e->size);
+    if (deploy)
+        ppf_info("buffer", "fetching %s for %s (%" PRIu64 " bytes): a deploy missed", image,
+                 t->name, e->size);
+    else
+        ppf_oplog_add(b->oplog, PPF_OPLOG_PREFETCH, image, t->name, e->size,
+                      "prefetching %s for %s (%" PRIu64 " bytes): %s", image, t->name,
+                      e->size, why ? why : "requested");
     *ep = e;
+    holds_mark(b);
     return PPF_SC_SUCCESS;
 }
 
@@ -1013,9 +1193,12 @@ ppf_buffer_prefetch(struct ppf_buffer *b, const struct ppf_buf_req *r,
     if (!t)
         return PPF_SC_NOT_FOUND;
     e = lookup(b, r->image, r->tenant);
+    if (e && e->state == PPF_ENTRY_READY && !entry_fresh(b, e, r->tenant, false))
+        e = lookup(b, r->image, r->tenant);
     if (!e || e->state == PPF_ENTRY_FAILED) {
         int prio = r->priority >= 0 ? r->priority : (int)t->priority;
-        sc = start_prepare(b, r->image, t, prio, 0, INFINITY, &e, msg, msglen);
+        sc = start_prepare(b, r->image, t, prio, 0, INFINITY, "a PREFETCH command", &e, msg,
+                           msglen);
         if (sc != PPF_SC_SUCCESS)
             return sc;
     }
@@ -1037,7 +1220,8 @@ ppf_buffer_set_hooks(struct ppf_buffer *b, const struct ppf_buffer_hooks *h)
 
 enum ppf_status_code
 ppf_buffer_prefetch_limited(struct ppf_buffer *b, const char *image, const char *tenant,
-                            int priority, double limit, char *msg, size_t msglen)
+                            int priority, double limit, const char *why, char *msg,
+                            size_t msglen)
 {
     const struct ppf_policy_tenant *t = find_tenant(b, tenant);
     struct entry *e;
@@ -1050,7 +1234,7 @@ ppf_buffer_prefetch_limited(struct ppf_buffer *b, const char *image, const char 
     if (e && e->state != PPF_ENTRY_FAILED)
         return PPF_SC_SUCCESS;
     return start_prepare(b, image, t, priority >= 0 ? priority : (int)t->priority, 0, limit,
-                         &e, msg, msglen);
+                         why, &e, msg, msglen);
 }
 
 int
@@ -1103,7 +1287,11 @@ record_write(struct ppf_buffer *b, const char *kind, const char *name, const cha
     }
     if (target)
         fprintf(fp, "target %s\n", target);
-    fprintf(fp, "entry %s/%s\n", e->owner, e->image);
+    {
+        char key[300];
+        entry_key(e, key, sizeof key);
+        fprintf(fp, "entry %s/%s\n", e->owner, key);
+    }
     if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
         r = -1;
     if (fclose(fp) != 0)
@@ -1134,7 +1322,7 @@ entry_pin(struct ppf_buffer *b, struct entry *e, int refs)
         e->refs++;
     else
         e->pins++;
-    ppf_bufmodel_pin(b->model, e->id, true);
+    entry_update_pin(b, e);
 }
 
 static void
@@ -1144,8 +1332,7 @@ entry_unpin(struct ppf_buffer *b, struct entry *e, int refs)
         e->refs--;
     else if (!refs && e->pins)
         e->pins--;
-    if (!e->pins && !e->refs)
-        ppf_bufmodel_pin(b->model, e->id, false);
+    entry_update_pin(b, e);
 }
 
 /* Finishes a deploy from a ready entry: overlay now (O(1)), copy through a
@@ -1163,7 +1350,7 @@ deploy_materialize(struct ppf_buffer *b, struct entry *e, struct waiter *w,
         *sc = PPF_SC_PERMISSION;
         return 1;
     }
-    if (!w->ephemeral && ppf_target_exists(&t) == 1) {
+    if (ppf_target_blocks(&t, waiter_replace(w)) == 1) {
         ppf_target_close(&t);
         snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
                  "domain ephemeral, or remove the disk)", w->target);
@@ -1183,11 +1370,12 @@ deploy_materialize(struct ppf_buffer *b, struct entry *e, struct waiter *w,
         j->w = w;
         j->e = e;
         snprintf(j->src, sizeof j->src, "%s", e->path);
-        entry_pin(b, e, 0);     /* held until the copy is done */
+        e->copying++;           /* kept until the copy is done */
+        entry_update_pin(b, e);
         job_queue(b, j);
         return 0;
     }
-    if (ppf_overlay_create(&t, e->path, e->size, w->ephemeral, 0600, msg, msglen) < 0) {
+    if (ppf_overlay_create(&t, e->path, e->size, waiter_replace(w), 0600, msg, msglen) < 0) {
         ppf_target_close(&t);
         *sc = errno == ENOSPC ? PPF_SC_NO_SPACE : PPF_SC_INTERNAL;
         return 1;
@@ -1231,6 +1419,8 @@ deploy_done(struct ppf_buffer *b, struct entry *e, const struct waiter *w)
              w->outcome == PPF_OUTCOME_HIT ? "hit" :
              w->outcome == PPF_OUTCOME_INFLIGHT ? "in flight" : "miss",
              (double)(now_ns() - w->start_ns) / 1e6);
+    ppf_oplog_deploy(b->oplog, e->image, w->tenant, w->outcome, e->size,
+                     (now_ns() - w->start_ns) / 1000);
 }
 
 /* Serves w from a ready entry: an overlay now, or a copy through a worker
@@ -1266,7 +1456,7 @@ deploy_check_target(struct ppf_buffer *b, const struct waiter *w, char *msg, siz
 
     if (ppf_target_resolve(w->target, dirs, b->policy->deploy.ndirs, &tg, msg, msglen) < 0)
         return PPF_SC_PERMISSION;
-    exists = !w->ephemeral && ppf_target_exists(&tg) == 1;
+    exists = ppf_target_blocks(&tg, waiter_replace(w)) == 1;
     ppf_target_close(&tg);
     if (exists) {
         snprintf(msg, msglen, "%s already exists; ppf never overwrites a disk (mark the "
@@ -1285,7 +1475,11 @@ pin_recorded(struct ppf_buffer *b, const char *domain, const struct entry *e)
     int found = 0;
 
     snprintf(path, sizeof path, "%s/pins/%s", b->root, domain);
-    snprintf(want, sizeof want, "entry %s/%s\n", e->owner, e->image);
+    {
+        char key[300];
+        entry_key(e, key, sizeof key);
+        snprintf(want, sizeof want, "entry %s/%s\n", e->owner, key);
+    }
     fp = fopen(path, "re");
     if (!fp)
         return 0;
@@ -1359,10 +1553,14 @@ deploy_request(struct ppf_buffer *b, const struct ppf_buf_req *r,
     w->start_ns = now_ns();
     w->mode = r->mode >= 0 ? r->mode : (int)b->policy->deploy.mode;
     w->ephemeral = r->ephemeral >= 0 ? r->ephemeral : b->policy->deploy.ephemeral;
+    w->placeholder = r->placeholder > 0;
+    snprintf(w->tenant, sizeof w->tenant, "%s", r->tenant);
     snprintf(w->domain, sizeof w->domain, "%s", r->domain ? r->domain : "");
     snprintf(w->target, sizeof w->target, "%s", r->target);
 
     e = lookup(b, r->image, r->tenant);
+    if (e && e->state == PPF_ENTRY_READY && !entry_fresh(b, e, r->tenant, false))
+        e = lookup(b, r->image, r->tenant);     /* stale or gone: not served */
     if (e && e->state == PPF_ENTRY_READY)       /* the hit: checks its target itself */
         return deploy_ready(b, e, w, aw, result, msg, msglen);
     sc = deploy_check_target(b, w, msg, msglen);
@@ -1384,7 +1582,7 @@ deploy_request(struct ppf_buffer *b, const struct ppf_buf_req *r,
         pthread_mutex_unlock(&b->lock);
     } else {
         w->outcome = PPF_OUTCOME_MISS;
-        sc = start_prepare(b, r->image, t, 3, 1, INFINITY, &e, msg, msglen);
+        sc = start_prepare(b, r->image, t, 3, 1, INFINITY, NULL, &e, msg, msglen);
         if (sc != PPF_SC_SUCCESS) {
             free(w);
             stat_add(b, PPF_STAT_DEPLOY_ERRORS, 1);
@@ -1437,7 +1635,8 @@ ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core)
         n++;
         if (j->kind == JOB_COPY) {
             struct waiter *w = j->w;
-            entry_unpin(b, e, 0);
+            e->copying--;
+            entry_update_pin(b, e);
             if (j->ok) {
                 deploy_done(b, e, w);
                 ppf_attr_writer_init(&aw, out, sizeof out);
@@ -1463,6 +1662,8 @@ ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core)
         }
         if (!j->ok) {
             ppf_err("buffer", "preparing %s for %s failed: %s", e->image, e->owner, j->err);
+            ppf_oplog_add(b->oplog, PPF_OPLOG_ERROR, e->image, e->owner, e->size,
+                          "preparing %s for %s failed: %s", e->image, e->owner, j->err);
             stat_add(b, PPF_STAT_FETCH_ERRORS, 1);
             for (struct waiter *w = e->waiters, *nw; w; w = nw) {
                 nw = w->next;
@@ -1492,8 +1693,17 @@ ppf_buffer_poll(struct ppf_buffer *b, struct ppf_core *core)
         } else {
             stat_add(b, PPF_STAT_DEMAND_BYTES, e->size);
         }
-        ppf_info("buffer", "%s for %s is ready (%" PRIu64 " bytes)", e->image, e->owner,
-                 e->size);
+        {
+            uint64_t us = (now_ns() - e->prep_start_ns) / 1000;
+            bool limited = e->limited && !__atomic_load_n(&e->boost, __ATOMIC_RELAXED);
+
+            ppf_oplog_prepared(b->oplog, e->image, e->owner, e->size, us, e->prefetched,
+                               limited);
+            ppf_oplog_add(b->oplog, PPF_OPLOG_READY, e->image, e->owner, e->size,
+                          "%s for %s is ready: %" PRIu64 " bytes in %.2f s%s", e->image,
+                          e->owner, e->size, (double)us / 1e6,
+                          limited ? " (under the prefetch bandwidth limit)" : "");
+        }
         for (struct waiter *w = e->waiters, *nw; w; w = nw) {
             enum ppf_status_code sc;
             char msg[512];
@@ -1523,7 +1733,7 @@ enum ppf_status_code
 ppf_buffer_release(struct ppf_buffer *b, const char *domain, uint32_t *result, char *msg,
                    size_t msglen)
 {
-    char path[PATH_MAX], line[PATH_MAX + 16], owner[256], image[256];
+    char path[PATH_MAX], line[PATH_MAX + 16], owner[256], image[300];
     FILE *fp;
 
     *result = 0;
@@ -1533,9 +1743,9 @@ ppf_buffer_release(struct ppf_buffer *b, const char *domain, uint32_t *result, c
         return PPF_SC_SUCCESS;  /* nothing pinned: releasing twice is fine */
     while (fgets(line, sizeof line, fp)) {
         struct entry *e;
-        if (sscanf(line, "entry %255[^/]/%255s", owner, image) != 2)
+        if (sscanf(line, "entry %255[^/]/%290s", owner, image) != 2)
             continue;
-        e = entry_find(b, image, owner);
+        e = entry_by_key(b, owner, image);
         if (e) {
             entry_unpin(b, e, 0);
             (*result)++;
@@ -1552,18 +1762,14 @@ ppf_buffer_release(struct ppf_buffer *b, const char *domain, uint32_t *result, c
 static void
 refs_gc(struct ppf_buffer *b)
 {
-    for (uint32_t i = 0; i < b->nentries; i++)
-        if (b->entries[i])
-            b->entries[i]->refs = 0;
+    /* load_refs counts pins and refs again: reset them first */
     for (uint32_t i = 0; i < b->nentries; i++) {
         struct entry *e = b->entries[i];
-        if (e && !e->pins)
-            ppf_bufmodel_pin(b->model, e->id, false);
+        if (e) {
+            e->refs = e->pins = 0;
+            entry_update_pin(b, e);
+        }
     }
-    /* load_refs counts pins again: reset them first */
-    for (uint32_t i = 0; i < b->nentries; i++)
-        if (b->entries[i])
-            b->entries[i]->pins = 0;
     load_refs(b);
 }
 
@@ -1580,6 +1786,19 @@ ppf_buffer_evict(struct ppf_buffer *b, const char *image, const char *tenant,
             continue;
         if (tenant && strcmp(e->owner, tenant) != 0 && strcmp(e->owner, PUBLIC_OWNER) != 0)
             continue;
+        if (e->held) {
+            const struct hold *h = hold_of_entry(b, e);
+            char when[64];
+
+            until_text(h ? h->until : 0, when, sizeof when);
+            snprintf(msg, msglen, "%s (%s) is held by %s until %s; %s", e->image, e->owner,
+                     h ? h->source : "a pin", h && h->until ? when : "it is removed",
+                     h && strcmp(h->source, "pin") == 0 ? "unpin it first (ppfctl unpin)" :
+                     h && strcmp(h->source, "policy pin") == 0 ?
+                     "remove it from pins: in the policy first" :
+                     "wait for the schedule's window to end");
+            return PPF_SC_BUSY;
+        }
         if (e->state != PPF_ENTRY_READY || e->pins || e->refs) {
             snprintf(msg, msglen, "%s (%s) is %s; it cannot be evicted now", e->image,
                      e->owner, e->state != PPF_ENTRY_READY ? "being prepared" :
@@ -1620,8 +1839,8 @@ ppf_buffer_list(struct ppf_buffer *b, uint64_t start, struct ppf_attr_writer *w,
                          e->owner);
         ppf_attr_put_u32(w, PPF_A_PUBLIC, strcmp(e->owner, PUBLIC_OWNER) == 0);
         ppf_attr_put_u64(w, PPF_A_SIZE, e->size);
-        ppf_attr_put_u32(w, PPF_A_STATE, (uint32_t)e->state);
-        ppf_attr_put_u32(w, PPF_A_PINS, e->pins + e->refs);
+        ppf_attr_put_u32(w, PPF_A_STATE, e->stale ? PPF_ENTRY_STALE : (uint32_t)e->state);
+        ppf_attr_put_u32(w, PPF_A_PINS, e->pins + e->refs + e->held);
         ppf_attr_put_u64(w, PPF_A_HITS, e->hits);
         ppf_attr_put_u64(w, PPF_A_DONE, __atomic_load_n(&e->done, __ATOMIC_RELAXED));
         ppf_attr_put_str(w, PPF_A_DIGEST, e->digest);
@@ -1646,6 +1865,531 @@ ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w)
     b->stat[PPF_STAT_BUFFER_ENTRIES - PPF_STAT_DEPLOYS] = st.entries;
     for (unsigned s = PPF_STAT_DEPLOYS; s < PPF_STAT_FW__MAX; s++)
         ppf_attr_put_u64(w, (uint16_t)s, b->stat[s - PPF_STAT_DEPLOYS]);
+}
+
+/* --- disk safety ----------------------------------------------------------------- */
+
+/* Bytes that preparations in flight will still write. */
+static uint64_t
+inflight_pending(struct ppf_buffer *b)
+{
+    uint64_t sum = 0;
+
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+        uint64_t done;
+
+        if (!e || e->state != PPF_ENTRY_INFLIGHT || !e->size)
+            continue;
+        done = __atomic_load_n(&e->done, __ATOMIC_RELAXED);
+        if (done < e->size)
+            sum += (uint64_t)((double)e->need * (double)(e->size - done) / (double)e->size);
+    }
+    return sum;
+}
+
+static void
+size_text(uint64_t v, char *buf, size_t len)
+{
+    ppf_policy_format_size(v, buf, len);
+}
+
+/* Before any fetch: need bytes must fit on the buffer's file system with
+ * buffer.reserve left free, counting what fetches in flight will still
+ * write.  Evicts (lowest value first, only entries worth less than limit
+ * per byte) until they do; NO_SPACE with msg if they cannot. */
+static enum ppf_status_code
+disk_room(struct ppf_buffer *b, const char *image, uint64_t need, double limit, char *msg,
+          size_t msglen)
+{
+    const uint64_t reserve = b->policy->buffer.reserve;
+
+    for (;;) {
+        uint64_t avail = fs_avail(b->root), pending = inflight_pending(b);
+        char a[32], p[32], n[32], r[32];
+        uint32_t victim;
+
+        if (avail == UINT64_MAX || avail >= need + pending + reserve)
+            return PPF_SC_SUCCESS;
+        victim = ppf_bufmodel_victim(b->model, limit, now_s());
+        if (!victim) {
+            size_text(avail, a, sizeof a);
+            size_text(pending, p, sizeof p);
+            size_text(need, n, sizeof n);
+            size_text(reserve, r, sizeof r);
+            snprintf(msg, msglen, "no space for %s on the buffer's file system (%s): it needs "
+                     "%s, %s is free, fetches in flight will still write %s and "
+                     "buffer.reserve keeps %s free; nothing evictable is left (free space "
+                     "there, lower buffer.reserve, or move buffer.path)", image, b->root, n, a,
+                     p, r);
+            ppf_oplog_add(b->oplog, PPF_OPLOG_ERROR, image, NULL, need, "%s", msg);
+            return PPF_SC_NO_SPACE;
+        }
+        b->disk_evict = true;
+        ppf_bufmodel_remove(b->model, victim, now_s());
+        b->disk_evict = false;
+    }
+}
+
+/* --- freshness ------------------------------------------------------------------- */
+
+/* Removes a stale entry now if nothing uses it (no domain, disk, hold or
+ * copy); otherwise it stays, unserved, until the sweep finds it unused. */
+static void
+entry_retire(struct ppf_buffer *b, struct entry *e, const char *why)
+{
+    if (e->state != PPF_ENTRY_READY || e->pins || e->refs || e->held || e->copying)
+        return;
+    b->retire_why = why;
+    ppf_bufmodel_remove(b->model, e->id, now_s());
+    b->retire_why = NULL;
+}
+
+/* Checks that e's store still holds the version e was prepared from (at
+ * most once per buffer.revalidate unless force).  1: fresh, serve it (also
+ * when the store cannot be reached: the version we have is the last one we
+ * know); 0: stale or gone, not to be served (retired, or kept unserved for
+ * the disks that use it). */
+static int
+entry_fresh(struct ppf_buffer *b, struct entry *e, const char *tenant, bool force)
+{
+    const struct ppf_policy_tenant *t;
+    struct ppf_img_info info;
+    struct ppf_img *img;
+    enum ppf_status_code sc;
+    char msg[512], digest[2 * PPF_IMG_DIGEST_SIZE + 1];
+    double now = now_s();
+
+    if (e->stale)
+        return 0;
+    if (!force && now - e->checked < (double)b->policy->buffer.revalidate_ms / 1000.0)
+        return 1;
+    t = find_tenant(b, strcmp(e->owner, PUBLIC_OWNER) ? e->owner : tenant);
+    if (!t && b->policy->ntenants)
+        t = &b->policy->tenants[0];
+    if (!t)
+        return 1;
+    sc = open_image(b, e->image, t, &img, msg, sizeof msg);
+    if (sc == PPF_SC_SUCCESS) {
+        ppf_img_info(img, &info);
+        ppf_img_close(img);
+        ppf_img_hex(info.digest, sizeof info.digest, digest);
+        if (strcmp(digest, e->digest) == 0) {
+            e->checked = now;
+            return 1;
+        }
+        e->stale = true;
+        ppf_oplog_add(b->oplog, PPF_OPLOG_STALE, e->image, e->owner, e->size,
+                      "the store holds a new version of %s (%.12s, was %.12s): the prepared "
+                      "one is not served any more%s", e->image, digest, e->digest,
+                      e->pins || e->refs ? "; kept for the disks based on it" : "");
+        entry_retire(b, e, "a new version is in the store");
+        return 0;
+    }
+    if (sc == PPF_SC_NOT_FOUND) {
+        if (e->held) {
+            if (e->checked > -INFINITY)
+                ppf_oplog_add(b->oplog, PPF_OPLOG_PURGE, e->image, e->owner, e->size,
+                              "%s is gone from every store; kept and served because it is "
+                              "pinned", e->image);
+            e->checked = now;
+            return 1;
+        }
+        e->stale = true;
+        ppf_oplog_add(b->oplog, PPF_OPLOG_PURGE, e->image, e->owner, e->size,
+                      "%s is gone from every store: %s", e->image,
+                      e->pins || e->refs ? "kept, unserved, until the disks based on it are "
+                      "gone" : "purged");
+        entry_retire(b, e, "gone from its store");
+        return 0;
+    }
+    ppf_warn("buffer", "cannot check %s against its store (%s); serving the version "
+             "prepared", e->image, msg);
+    e->checked = now;
+    return 1;
+}
+
+/* Once per buffer.revalidate (at least 5 s apart): bases whose disks are
+ * gone are released, every prepared entry is checked against its store,
+ * stale entries nothing uses any more are removed. */
+static void
+fresh_sweep(struct ppf_buffer *b)
+{
+    double now = now_s(), every = (double)b->policy->buffer.revalidate_ms / 1000.0;
+
+    if (now < b->next_sweep)
+        return;
+    b->next_sweep = now + (every < 5 ? 5 : every);
+    refs_gc(b);
+    holds_mark(b);
+    for (uint32_t i = 0; i < b->nentries; i++) {
+        struct entry *e = b->entries[i];
+
+        if (!e || e->state != PPF_ENTRY_READY)
+            continue;
+        if (e->stale)
+            entry_retire(b, e, "stale, and no disk uses it any more");
+        else
+            entry_fresh(b, e, "default", false);
+    }
+}
+
+/* --- holds: pins and schedule windows ------------------------------------------ */
+
+static struct hold *
+hold_find(struct ppf_buffer *b, const char *image, const char *tenant, const char *source)
+{
+    for (struct hold *h = b->holds; h; h = h->next)
+        if (strcmp(h->image, image) == 0 && strcmp(h->tenant, tenant) == 0 &&
+            (!source || strcmp(h->source, source) == 0))
+            return h;
+    return NULL;
+}
+
+/* The first hold keeping e, or NULL. */
+static const struct hold *
+hold_of_entry(struct ppf_buffer *b, const struct entry *e)
+{
+    for (struct hold *h = b->holds; h; h = h->next)
+        if (lookup(b, h->image, h->tenant) == e)
+            return h;
+    return NULL;
+}
+
+static void
+until_text(uint64_t until, char *buf, size_t len)
+{
+    struct tm tm;
+    time_t t = (time_t)until;
+
+    if (!until)
+        snprintf(buf, len, "released");
+    else if (localtime_r(&t, &tm))
+        strftime(buf, len, "%Y-%m-%d %H:%M", &tm);
+    else
+        snprintf(buf, len, "%" PRIu64, until);
+}
+
+/* Recomputes which entries holds keep, and their pins in the model. */
+static void
+holds_mark(struct ppf_buffer *b)
+{
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i])
+            b->entries[i]->held = false;
+    for (struct hold *h = b->holds; h; h = h->next) {
+        struct entry *e = lookup(b, h->image, h->tenant);
+
+        h->missing = !e || e->state == PPF_ENTRY_FAILED;
+        if (!h->missing)
+            e->held = true;
+    }
+    for (uint32_t i = 0; i < b->nentries; i++)
+        if (b->entries[i])
+            entry_update_pin(b, b->entries[i]);
+}
+
+#define HOLD_RETRY_S 30.0
+
+/* Brings a hold's image in if it is not there: a high-priority prefetch
+ * that may evict anything not held or pinned. */
+static enum ppf_status_code
+hold_fetch(struct ppf_buffer *b, struct hold *h, char *msg, size_t msglen)
+{
+    const struct ppf_policy_tenant *t;
+    struct entry *e = lookup(b, h->image, h->tenant);
+    enum ppf_status_code sc;
+    char why[200];
+
+    if (e && e->state != PPF_ENTRY_FAILED)
+        return PPF_SC_SUCCESS;
+    t = find_tenant(b, h->tenant);
+    if (!t) {
+        snprintf(msg, msglen, "tenant %s is not in the policy; add it under tenants:",
+                 h->tenant);
+        return PPF_SC_NOT_FOUND;
+    }
+    snprintf(why, sizeof why, "held by %s", h->source);
+    sc = start_prepare(b, h->image, t, PPF_PRIO_HIGH, 0, INFINITY, why, &e, msg, msglen);
+    if (sc != PPF_SC_SUCCESS) {
+        if (h->retry_at == 0)   /* say it once, not at every retry */
+            ppf_oplog_add(b->oplog, PPF_OPLOG_ERROR, h->image, h->tenant, 0,
+                          "%s of %s for %s cannot be honoured now: %s; retried every %.0f s",
+                          h->source, h->image, h->tenant, msg, HOLD_RETRY_S);
+        h->retry_at = now_s() + HOLD_RETRY_S;
+    } else {
+        h->retry_at = 0;
+    }
+    return sc;
+}
+
+static void
+hold_remove(struct ppf_buffer *b, struct hold *victim, const char *why)
+{
+    for (struct hold **pp = &b->holds; *pp; pp = &(*pp)->next)
+        if (*pp == victim) {
+            *pp = victim->next;
+            break;
+        }
+    ppf_oplog_add(b->oplog, PPF_OPLOG_UNPIN, victim->image, victim->tenant, 0,
+                  "%s of %s for %s %s", victim->source, victim->image, victim->tenant, why);
+    free(victim);
+    holds_mark(b);
+}
+
+enum ppf_status_code
+ppf_buffer_hold(struct ppf_buffer *b, const char *image, const char *tenant, uint64_t until_s,
+                const char *source, char *msg, size_t msglen)
+{
+    struct hold *h;
+    enum ppf_status_code sc;
+    char when[64];
+
+    if (!ppf_name_ok(image) || !ppf_name_ok(tenant)) {
+        snprintf(msg, msglen, "a hold needs an image and a tenant name");
+        return PPF_SC_INVALID_PAYLOAD;
+    }
+    if (!find_tenant(b, tenant)) {
+        snprintf(msg, msglen, "tenant %s is not in the policy; add it under tenants:", tenant);
+        return PPF_SC_NOT_FOUND;
+    }
+    h = hold_find(b, image, tenant, source);
+    if (!h) {
+        h = calloc(1, sizeof *h);
+        if (!h) {
+            snprintf(msg, msglen, "out of memory");
+            return PPF_SC_INTERNAL;
+        }
+        snprintf(h->image, sizeof h->image, "%s", image);
+        snprintf(h->tenant, sizeof h->tenant, "%s", tenant);
+        snprintf(h->source, sizeof h->source, "%s", source);
+        h->next = b->holds;
+        b->holds = h;
+    }
+    h->until = until_s;
+    h->retry_at = 0;
+    until_text(until_s, when, sizeof when);
+    ppf_oplog_add(b->oplog, PPF_OPLOG_PIN, image, tenant, 0, "%s holds %s for %s until %s",
+                  source, image, tenant, until_s ? when : "it is removed");
+    sc = hold_fetch(b, h, msg, msglen);
+    holds_mark(b);
+    return sc;
+}
+
+int
+ppf_buffer_unhold(struct ppf_buffer *b, const char *image, const char *tenant,
+                  const char *source)
+{
+    struct hold *h = hold_find(b, image, tenant, source);
+
+    if (!h)
+        return 0;
+    hold_remove(b, h, "removed");
+    return 1;
+}
+
+void
+ppf_buffer_holds_tick(struct ppf_buffer *b, uint64_t now)
+{
+    double mono = now_s();
+    char msg[512];
+
+    fresh_sweep(b);
+    for (struct hold *h = b->holds, *n; h; h = n) {
+        n = h->next;
+        if (h->until && h->until <= now)
+            hold_remove(b, h, "ended");
+    }
+    for (struct hold *h = b->holds; h; h = h->next)
+        if (h->missing && h->retry_at <= mono) {
+            hold_fetch(b, h, msg, sizeof msg);
+            holds_mark(b);
+        }
+}
+
+#define ADMIN_PINS "admin-pins"
+
+/* Writes the administrator's pins (BUFFER/admin-pins) atomically. */
+static int
+admin_pins_save(struct ppf_buffer *b)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 16];
+    FILE *fp;
+    int r = 0;
+
+    snprintf(path, sizeof path, "%s/" ADMIN_PINS, b->root);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fp = fopen(tmp, "we");
+    if (!fp)
+        return -1;
+    fprintf(fp, "# ppf administrator pins: pin IMAGE TENANT UNTIL (0 = never)\n");
+    for (struct hold *h = b->holds; h; h = h->next)
+        if (strcmp(h->source, "pin") == 0)
+            fprintf(fp, "pin %s %s %" PRIu64 "\n", h->image, h->tenant, h->until);
+    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
+        r = -1;
+    if (fclose(fp) != 0)
+        r = -1;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
+/* The pins of the policy and of the administrator (at open and after a
+ * new policy); schedule holds are the predictor's and stay. */
+static void
+holds_load(struct ppf_buffer *b)
+{
+    char path[PATH_MAX], line[700], image[256], tenant[256], msg[512];
+    uint64_t now = (uint64_t)ppf_clock_wall(), until;
+    FILE *fp;
+
+    for (struct hold *h = b->holds, *n, **pp = &b->holds; h; h = n) {
+        n = h->next;
+        if (strcmp(h->source, "pin") == 0 || strcmp(h->source, "policy pin") == 0) {
+            *pp = n;
+            free(h);
+        } else {
+            pp = &h->next;
+        }
+    }
+    for (size_t i = 0; i < b->policy->npins; i++) {
+        const struct ppf_policy_pin *pp = &b->policy->pins[i];
+
+        if (ppf_policy_until_time(pp->until ? pp->until : "never", &until) < 0 ||
+            (until && until <= now)) {
+            ppf_info("buffer", "policy pin of %s for %s ended (%s)", pp->image, pp->tenant,
+                     pp->until);
+            continue;
+        }
+        if (ppf_buffer_hold(b, pp->image, pp->tenant, until, "policy pin", msg,
+                            sizeof msg) != PPF_SC_SUCCESS)
+            ppf_warn("buffer", "policy pin of %s for %s: %s", pp->image, pp->tenant, msg);
+    }
+    /* the schedules' holds stay: their entries (reloaded) are held again,
+     * and what a reconfigure cancelled is retried at the next tick */
+    for (struct hold *h = b->holds; h; h = h->next)
+        h->retry_at = 0;
+    holds_mark(b);
+    snprintf(path, sizeof path, "%s/" ADMIN_PINS, b->root);
+    fp = fopen(path, "re");
+    if (!fp)
+        return;
+    while (fgets(line, sizeof line, fp)) {
+        if (line[0] == '#' || sscanf(line, "pin %255s %255s %" SCNu64, image, tenant,
+                                     &until) != 3)
+            continue;
+        if (!ppf_name_ok(image) || !ppf_name_ok(tenant)) {
+            ppf_warn("buffer", "%s: skipping an unreadable line", path);
+            continue;
+        }
+        if (until && until <= now) {
+            ppf_info("buffer", "pin of %s for %s ended while the peripheral was down", image,
+                     tenant);
+            continue;
+        }
+        if (ppf_buffer_hold(b, image, tenant, until, "pin", msg, sizeof msg) != PPF_SC_SUCCESS)
+            ppf_warn("buffer", "pin of %s for %s: %s", image, tenant, msg);
+    }
+    fclose(fp);
+}
+
+enum ppf_status_code
+ppf_buffer_pin_cmd(struct ppf_buffer *b, const char *image, const char *tenant, bool pin,
+                   uint64_t until_s, struct ppf_attr_writer *w, uint32_t *result, char *msg,
+                   size_t msglen)
+{
+    enum ppf_status_code sc;
+    struct entry *e;
+
+    *result = 0;
+    if (!pin) {
+        if (!ppf_buffer_unhold(b, image, tenant, "pin")) {
+            snprintf(msg, msglen, "%s is not pinned for %s%s", image, tenant,
+                     hold_find(b, image, tenant, "policy pin") ?
+                     " by ppfctl pin (the policy pins it: remove it from pins: in the policy)"
+                     : "");
+            return PPF_SC_NOT_FOUND;
+        }
+        if (admin_pins_save(b) < 0)
+            ppf_warn("buffer", "cannot save the pins in %s/" ADMIN_PINS ": %m", b->root);
+        *result = 1;
+        return PPF_SC_SUCCESS;
+    }
+    if (until_s && until_s <= (uint64_t)ppf_clock_wall()) {
+        snprintf(msg, msglen, "the pin's end is in the past; give a later time");
+        return PPF_SC_INVALID_PAYLOAD;
+    }
+    sc = ppf_buffer_hold(b, image, tenant, until_s, "pin", msg, msglen);
+    if (sc != PPF_SC_SUCCESS && sc != PPF_SC_NO_SPACE) {
+        struct hold *h = hold_find(b, image, tenant, "pin");
+        if (h)
+            hold_remove(b, h, "refused");
+        return sc;
+    }
+    if (admin_pins_save(b) < 0) {
+        snprintf(msg, msglen, "cannot save the pin in %s/" ADMIN_PINS ": %s", b->root,
+                 strerror(errno));
+        return PPF_SC_INTERNAL;
+    }
+    e = lookup(b, image, tenant);
+    *result = e ? (uint32_t)e->state : 0;
+    ppf_attr_put_str(w, PPF_A_IMAGE, image);
+    ppf_attr_put_u32(w, PPF_A_STATE, *result);
+    if (sc == PPF_SC_NO_SPACE)
+        ppf_attr_put_str(w, PPF_A_TEXT, msg);
+    return PPF_SC_SUCCESS;
+}
+
+void
+ppf_buffer_explain(struct ppf_buffer *b, const char *image, const char *tenant,
+                   struct ppf_attr_writer *w)
+{
+    const struct ppf_policy_tenant *t = find_tenant(b, tenant);
+    struct entry *e = lookup(b, image, tenant), *stale = NULL;
+    struct ppf_buf_stats st;
+    char text[400], when[64], num[32];
+    uint32_t tid;
+    double floor;
+
+    for (uint32_t i = 0; i < b->nentries && !e; i++) {
+        struct entry *x = b->entries[i];
+        if (x && x->stale && strcmp(x->image, image) == 0 &&
+            (strcmp(x->owner, tenant) == 0 || strcmp(x->owner, PUBLIC_OWNER) == 0))
+            stale = x;
+    }
+    if (!e)
+        e = stale;
+    ppf_attr_put_u32(w, PPF_A_STATE, e ? (uint32_t)e->state : 0);
+    if (e) {
+        ppf_attr_put_u64(w, PPF_A_SIZE, e->size);
+        ppf_attr_put_u32(w, PPF_A_PINS, e->pins + e->refs);
+        ppf_attr_put_u64(w, PPF_A_HITS, e->hits);
+        ppf_attr_put_str(w, PPF_A_DIGEST, e->digest);
+        ppf_attr_put_u32(w, PPF_A_X_STALE, e->stale);
+        ppf_attr_put_u32(w, PPF_A_PUBLIC, strcmp(e->owner, PUBLIC_OWNER) == 0);
+    }
+    for (struct hold *h = b->holds; h; h = h->next) {
+        if (strcmp(h->image, image) != 0 || strcmp(h->tenant, tenant) != 0)
+            continue;
+        until_text(h->until, when, sizeof when);
+        snprintf(text, sizeof text, "%s until %s%s", h->source, h->until ? when : "removed",
+                 h->missing ? " (not in the buffer yet: retried)" : "");
+        ppf_attr_put_str(w, PPF_A_X_HOLD, text);
+    }
+    tid = tenant_id(b, e ? e->owner : tenant);
+    if (t && tid != PPF_BUF_PUBLIC) {
+        ppf_attr_put_u64(w, PPF_A_X_QUOTA, t->quota);
+        ppf_attr_put_u64(w, PPF_A_X_QUOTA_USED, ppf_bufmodel_tenant_used(b->model, tid));
+    }
+    ppf_bufmodel_get_stats(b->model, &st);
+    ppf_attr_put_u64(w, PPF_A_X_CAPACITY, ppf_bufmodel_capacity(b->model));
+    ppf_attr_put_u64(w, PPF_A_X_USED, st.used);
+    floor = ppf_bufmodel_floor(b->model, now_s());
+    snprintf(num, sizeof num, "%.3g", floor);
+    ppf_attr_put_str(w, PPF_A_X_FLOOR, num);
 }
 
 void

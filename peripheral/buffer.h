@@ -36,6 +36,7 @@ struct ppf_buf_req {
     const char *target;         /* DEPLOY only */
     int mode;                   /* PPF_DEPLOY_OVERLAY / COPY, -1 = policy */
     int ephemeral;              /* -1 = policy */
+    int placeholder;            /* 1: an empty file at the target is replaced */
     /* where to complete a pending DEPLOY */
     uint32_t q, gen;
     uint16_t cid;
@@ -90,12 +91,14 @@ void ppf_buffer_set_hooks(struct ppf_buffer *b, const struct ppf_buffer_hooks *h
 
 /* A prefetch the predictor chose: like PREFETCH, but room is made only by
  * evicting unpinned entries worth less than limit per byte (as the hooks'
- * value function says).  PPF_SC_SUCCESS (started, or already there),
+ * value function says).  why (one line, may be NULL) goes to the operations
+ * log ("p=0.83, predicted after alice/web").  PPF_SC_SUCCESS (started, or already there),
  * PPF_SC_NO_SPACE (nothing that cheap to evict), or another status with
  * msg set. */
 enum ppf_status_code ppf_buffer_prefetch_limited(struct ppf_buffer *b, const char *image,
                                                  const char *tenant, int priority,
-                                                 double limit, char *msg, size_t msglen);
+                                                 double limit, const char *why, char *msg,
+                                                 size_t msglen);
 
 /* The state of image as tenant would get it (its own entry, else the
  * public one): PPF_ENTRY_*, or 0 if absent; *size its size if known. */
@@ -121,12 +124,27 @@ void ppf_buffer_set_oplog(struct ppf_buffer *b, struct ppf_oplog *log);
 enum ppf_status_code ppf_buffer_hold(struct ppf_buffer *b, const char *image,
                                      const char *tenant, uint64_t until_s, const char *source,
                                      char *msg, size_t msglen);
+/* PIN (§5.9): pin (until_s as for holds) or unpin image for tenant by the
+ * administrator; persisted in the buffer (BUFFER/admin-pins) and restored
+ * at open.  *result = the entry's PPF_ENTRY_* state after a pin (0 if it
+ * could not be brought in yet: w then holds a TEXT saying why), 1 after an
+ * unpin. */
+enum ppf_status_code ppf_buffer_pin_cmd(struct ppf_buffer *b, const char *image,
+                                        const char *tenant, bool pin, uint64_t until_s,
+                                        struct ppf_attr_writer *w, uint32_t *result,
+                                        char *msg, size_t msglen);
 /* Drops source's hold of image for tenant.  1 if there was one, else 0. */
 int ppf_buffer_unhold(struct ppf_buffer *b, const char *image, const char *tenant,
                       const char *source);
 /* Expires holds whose time is past and retries holds that did not fit;
  * now_s is the wall clock.  Called by the predictor's tick. */
 void ppf_buffer_holds_tick(struct ppf_buffer *b, uint64_t now_s);
+
+/* EXPLAIN (§5.9), the buffer's part: the entry of image for tenant (or a
+ * stale one), its holds, the tenant's quota and the buffer's fill, the
+ * eviction floor. */
+void ppf_buffer_explain(struct ppf_buffer *b, const char *image, const char *tenant,
+                        struct ppf_attr_writer *w);
 
 /* Appends PPF_STAT_DEPLOYS.. counters. */
 void ppf_buffer_stats(struct ppf_buffer *b, struct ppf_attr_writer *w);

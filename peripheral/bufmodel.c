@@ -229,6 +229,19 @@ buf_evictable(const struct ppf_buf_entry *e)
     return e->state == PPF_BUF_PREPARED && !e->pinned;
 }
 
+uint32_t
+ppf_bufmodel_victim(struct ppf_bufmodel *b, double limit, double now)
+{
+    int32_t best = -1;
+
+    for (uint32_t i = 0; i < b->n; i++)
+        if (buf_evictable(&b->e[i]) && (best < 0 || buf_before(b, &b->e[i], &b->e[best], now)))
+            best = (int32_t)i;
+    if (best < 0 || (b->cfg.eviction == PPF_EVICT_VALUE && buf_value(b, &b->e[best], now) >= limit))
+        return 0;
+    return b->e[best].image;
+}
+
 int
 ppf_bufmodel_admit(struct ppf_bufmodel *b, uint32_t image, uint32_t tenant, uint64_t size,
                    bool prefetch, double limit, double now)

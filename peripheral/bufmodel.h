@@ -74,6 +74,10 @@ const struct ppf_buf_entry *ppf_bufmodel_find(const struct ppf_bufmodel *b, uint
  * EINVAL: size 0).  0 on success. */
 int ppf_bufmodel_admit(struct ppf_bufmodel *b, uint32_t image, uint32_t tenant, uint64_t size,
                        bool prefetch, double limit, double now);
+/* The entry eviction would take first (unpinned, prepared, lowest value
+ * per byte or least recently used), if it is worth less than limit per
+ * byte (ignored in lru mode); 0 if there is none.  Nothing changes. */
+uint32_t ppf_bufmodel_victim(struct ppf_bufmodel *b, double limit, double now);
 /* In flight -> prepared.  0, or -1 (ENOENT). */
 int ppf_bufmodel_ready(struct ppf_bufmodel *b, uint32_t image, double now);
 /* A deploy of image: returns 1 if it was prepared (a hit; marks it used

@@ -802,6 +802,27 @@ eng_combine(struct ppf_engine *e, uint32_t image, double now, double *p, double 
     return best_v;
 }
 
+size_t
+ppf_engine_explain(struct ppf_engine *e, uint32_t image, double now,
+                   struct ppf_engine_opinion *out, size_t n)
+{
+    size_t k = 0;
+
+    for (unsigned i = 0; i < e->nmodels && k < n; i++) {
+        struct eng_model *m = &e->model[i];
+        struct ppf_engine_opinion *o = &out[k++];
+        double mp = 0, meta = INFINITY, mv = 0;
+
+        o->model = m->ops->name;
+        o->known = image < e->img_cap && m->ops->score(m->m, image, now, &mp, &meta, &mv);
+        o->weight = e->ensemble || m->ops == &ppf_model_federated ? eng_precision(m) : 1;
+        o->probability = o->known ? mp : 0;
+        o->eta = o->known ? meta : INFINITY;
+        o->value = o->known ? mv : 0;
+    }
+    return k;
+}
+
 double
 ppf_engine_score(struct ppf_engine *e, uint32_t image, double now, double *p)
 {

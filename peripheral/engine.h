@@ -132,6 +132,19 @@ size_t ppf_engine_predict(struct ppf_engine *e, double now,
  * horizon, returns the discounted value (0..1) used to rank the buffer. */
 double ppf_engine_score(struct ppf_engine *e, uint32_t image, double now, double *p);
 
+/* What each model thinks of one image (ppfctl explain). */
+struct ppf_engine_opinion {
+    const char *model;          /* "markov", "seasonal", ... */
+    bool known;                 /* the model has an opinion on the image */
+    double probability;         /* of a request within the horizon */
+    double eta;                 /* s until the expected request (INFINITY: unknown) */
+    double value;               /* discounted value, 0..1 */
+    double weight;              /* the precision its opinion is weighed by */
+};
+/* Fills up to n opinions, one per model of the engine; returns the count. */
+size_t ppf_engine_explain(struct ppf_engine *e, uint32_t image, double now,
+                          struct ppf_engine_opinion *out, size_t n);
+
 /* Counters and per-model weights, for status and tests. */
 struct ppf_engine_stats {
     uint64_t events, metrics, images, evicted_images;

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "peripheral/federation.h"
 #include "peripheral/firmware.h"
+#include "peripheral/oplog.h"
 
 int
 ppf_fw_new(const char *state_dir, struct ppf_fw **out)
@@ -30,6 +31,11 @@ ppf_fw_new(const char *state_dir, struct ppf_fw **out)
     /* without the engine the device still serves every command but
      * EVENT and TABLE_DUMP; nothing is predicted */
     ppf_predict_new(ppf_fw_config_policy(fw->config), state_dir, &fw->predict);
+    /* without it the device serves on: LOG_READ and USAGE answer empty */
+    if (!(fw->oplog = ppf_oplog_new(PPF_OPLOG_DEFAULT_RECORDS)))
+        ppf_warn("firmware", "out of memory for the operations log; ppfctl events and the "
+                 "usage in ppfctl stats stay empty");
+    ppf_predict_set_oplog(fw->predict, fw->oplog);
     *out = fw;
     return 0;
 }
@@ -51,6 +57,7 @@ ppf_fw_attach(struct ppf_fw *fw, struct ppf_core *core)
                 "policy and apply it again");
         return -1;
     }
+    ppf_buffer_set_oplog(fw->buffer, fw->oplog);
     if (fw->predict)
         ppf_predict_attach(fw->predict, fw->buffer, fw->monitor);
     return 0;
@@ -63,6 +70,7 @@ ppf_fw_free(struct ppf_fw *fw)
         return;
     ppf_buffer_free(fw->buffer);
     ppf_predict_free(fw->predict);
+    ppf_oplog_free(fw->oplog);  /* after the buffer and predictor that report to it */
     ppf_fw_config_free(fw->config);
     free(fw->state_dir);
     free(fw);
@@ -72,7 +80,8 @@ ppf_fw_free(struct ppf_fw *fw)
 struct fw_args {
     char image[256], tenant[256], domain[64], target[4096];
     int has_image, has_target, has_domain;
-    int priority, mode, ephemeral;
+    int priority, mode, ephemeral, placeholder;
+    uint64_t until_us;          /* PIN: 0 = never expires */
 };
 
 /* 0, or -1 with msg saying which attribute is wrong. */
@@ -87,6 +96,7 @@ fw_parse(const uint8_t *in, uint32_t len, struct fw_args *a, char *msg, size_t m
     memset(a, 0, sizeof *a);
     strcpy(a->tenant, "default");
     a->priority = a->mode = a->ephemeral = -1;
+    a->placeholder = 0;
     ppf_attr_reader_init(&r, in, len);
     while ((k = ppf_attr_next(&r, &at)) > 0) {
         switch (at.type) {
@@ -120,6 +130,19 @@ fw_parse(const uint8_t *in, uint32_t len, struct fw_args *a, char *msg, size_t m
                 return -1;
             }
             a->has_target = 1;
+            break;
+        case PPF_A_UNTIL_US:
+            if (ppf_attr_get_u64(&at, &a->until_us) < 0) {
+                snprintf(msg, msglen, "the pin's end time is not a u64");
+                return -1;
+            }
+            break;
+        case PPF_A_PLACEHOLDER:
+            if (ppf_attr_get_u32(&at, &v) < 0 || v > 1) {
+                snprintf(msg, msglen, "attribute %u is out of range", at.type);
+                return -1;
+            }
+            a->placeholder = (int)v;
             break;
         case PPF_A_PRIORITY:
         case PPF_A_MODE:
@@ -184,6 +207,7 @@ fw_buffer_cmd(struct ppf_fw *fw, uint32_t qid, const struct ppf_sqe *e, const ui
     req.target = a.target;
     req.mode = a.mode;
     req.ephemeral = a.ephemeral;
+    req.placeholder = a.placeholder;
     req.q = qid;
     req.gen = ppf_core_qp_gen(fw->core, qid);
     req.cid = e->cid;
@@ -221,6 +245,27 @@ fw_buffer_cmd(struct ppf_fw *fw, uint32_t qid, const struct ppf_sqe *e, const ui
         sc = ppf_buffer_evict(fw->buffer, a.image, strcmp(a.tenant, "default") ? a.tenant : NULL,
                               result, msg, sizeof msg);
         break;
+    case PPF_OP_EXPLAIN:
+        if (!a.has_image) {
+            snprintf(msg, sizeof msg, "EXPLAIN needs an image");
+            sc = PPF_SC_INVALID_PAYLOAD;
+            break;
+        }
+        ppf_buffer_explain(fw->buffer, a.image, a.tenant, &w);
+        if (fw->predict)
+            ppf_predict_explain(fw->predict, a.image, a.tenant, &w);
+        ppf_oplog_explain(fw->oplog, a.image, &w);
+        sc = PPF_SC_SUCCESS;
+        break;
+    case PPF_OP_PIN:
+        if (!a.has_image) {
+            snprintf(msg, sizeof msg, "PIN needs an image");
+            sc = PPF_SC_INVALID_PAYLOAD;
+            break;
+        }
+        sc = ppf_buffer_pin_cmd(fw->buffer, a.image, a.tenant, e->arg[0] != 0,
+                                a.until_us / 1000000, &w, result, msg, sizeof msg);
+        break;
     default:                    /* BUFFER_LIST */
         sc = ppf_buffer_list(fw->buffer, e->arg[0], &w, result);
         break;
@@ -237,6 +282,28 @@ fw_buffer_cmd(struct ppf_fw *fw, uint32_t qid, const struct ppf_sqe *e, const ui
     }
     *out_len = (uint32_t)w.len;
     return PPF_SC_SUCCESS;
+}
+
+/* An accepted EVENT DEPLOY (checked by ppf_predict_event) is a deploy the
+ * host made without the device: recorded as a FALLBACK (§5.9). */
+static void
+fw_event_oplog(struct ppf_fw *fw, const uint8_t *in, uint32_t len)
+{
+    struct ppf_attr_reader r;
+    struct ppf_attr at;
+    char image[PPF_NAME_MAX + 1] = "", tenant[PPF_NAME_MAX + 1] = "default";
+    uint32_t kind = 0;
+
+    ppf_attr_reader_init(&r, in, len);
+    while (ppf_attr_next(&r, &at) > 0) {
+        if (at.type == PPF_A_EVENT && ppf_attr_get_u32(&at, &kind) < 0)
+            return;
+        if ((at.type == PPF_A_IMAGE && ppf_attr_get_str(&at, image, sizeof image) < 0) ||
+            (at.type == PPF_A_TENANT && ppf_attr_get_str(&at, tenant, sizeof tenant) < 0))
+            return;
+    }
+    if (kind == PPF_EVENT_DEPLOY && image[0])
+        ppf_oplog_deploy(fw->oplog, image, tenant, PPF_OUTCOME_FALLBACK, 0, 0);
 }
 
 static enum ppf_status_code
@@ -256,6 +323,8 @@ fw_predict_cmd(struct ppf_fw *fw, const struct ppf_sqe *e, const uint8_t *in, ui
         sc = ppf_predict_event(fw->predict, in, e->in_len, result, msg, sizeof msg);
         if (sc != PPF_SC_SUCCESS)
             *out_len = fw_reply(out, e->out_cap, msg);
+        else
+            fw_event_oplog(fw, in, e->in_len);
         return sc;
     }
     ppf_attr_writer_init(&w, out, e->out_cap);
@@ -282,13 +351,26 @@ fw_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
             if (fw->buffer)
                 ppf_buffer_reconfigure(fw->buffer, ppf_fw_config_policy(fw->config));
             else if (ppf_buffer_open(ppf_fw_config_policy(fw->config), NULL, fw_kick, fw->core,
-                                     &fw->buffer) == 0 && fw->predict)
-                ppf_predict_attach(fw->predict, fw->buffer, fw->monitor);
+                                     &fw->buffer) == 0) {
+                ppf_buffer_set_oplog(fw->buffer, fw->oplog);
+                if (fw->predict)
+                    ppf_predict_attach(fw->predict, fw->buffer, fw->monitor);
+            }
         }
         return sc;
     case PPF_OP_EVENT:
     case PPF_OP_TABLE_DUMP:
         return fw_predict_cmd(fw, e, in, out, result, out_len);
+    case PPF_OP_LOG_READ:       /* §5.9: arg[0] = first sequence number */
+    case PPF_OP_USAGE: {        /* §5.9: arg[0] = first group */
+        struct ppf_attr_writer w;
+
+        ppf_attr_writer_init(&w, out, e->out_cap);
+        sc = e->opcode == PPF_OP_LOG_READ ? ppf_oplog_read(fw->oplog, e->arg[0], &w, result) :
+             ppf_oplog_usage(fw->oplog, e->arg[0], &w, result);
+        *out_len = sc == PPF_SC_SUCCESS ? (uint32_t)w.len : 0;
+        return sc;
+    }
     case PPF_OP_FED_STATUS: {   /* §5.8 */
         struct ppf_attr_writer w;
 
@@ -303,6 +385,8 @@ fw_exec(void *opaque, uint32_t qid, const struct ppf_sqe *e, const uint8_t *in,
     case PPF_OP_DEPLOY:
     case PPF_OP_RELEASE:
     case PPF_OP_EVICT:
+    case PPF_OP_PIN:
+    case PPF_OP_EXPLAIN:
     case PPF_OP_BUFFER_LIST:
         return fw_buffer_cmd(fw, qid, e, in, out, result, out_len);
     default:

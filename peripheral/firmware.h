@@ -17,6 +17,7 @@ struct ppf_fw {
     struct ppf_core *core;
     struct ppf_predict *predict;    /* NULL if the engine could not start */
     struct ppf_monitor *monitor;    /* set before ppf_fw_attach; may be NULL */
+    struct ppf_oplog *oplog;    /* operations log and usage (§5.9); NULL if out of memory */
     char *state_dir;
 };
 

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/util.h"
+#include "peripheral/clock.h"
 #include "peripheral/core.h"
 #include "peripheral/emu_server.h"
 #include "peripheral/firmware.h"
@@ -100,6 +101,8 @@ usage(FILE *fp)
 "                        (2..1048576, default 64; 0: no ring)\n"
 "  --group NAME          open the device to this group if it exists (default ppf)\n"
 "  --log-level LEVEL     error, warn, info or debug (default info)\n"
+"  --virtual-clock FILE  for tests: read the wall clock (seconds since the\n"
+"                        epoch) from FILE instead of the system clock\n"
 "  -v, --verbose         same as --log-level debug\n"
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n"
@@ -120,7 +123,8 @@ int
 main(int argc, char **argv)
 {
     enum { OPT_DEV = 256, OPT_STATE, OPT_FG, OPT_LOGFILE, OPT_PID, OPT_EWP, OPT_QUEUES, OPT_QSIZE,
-           OPT_SLOTS, OPT_SLOTSIZE, OPT_POLL, OPT_GROUP, OPT_EMU, OPT_LOG, OPT_METRICS };
+           OPT_SLOTS, OPT_SLOTSIZE, OPT_POLL, OPT_GROUP, OPT_EMU, OPT_LOG, OPT_METRICS,
+           OPT_VCLOCK };
     static const struct option opts[] = {
         { "emulate", no_argument, NULL, OPT_EMU },
         { "dev", required_argument, NULL, OPT_DEV },
@@ -137,6 +141,7 @@ main(int argc, char **argv)
         { "metrics-records", required_argument, NULL, OPT_METRICS },
         { "group", required_argument, NULL, OPT_GROUP },
         { "log-level", required_argument, NULL, OPT_LOG },
+        { "virtual-clock", required_argument, NULL, OPT_VCLOCK },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -215,6 +220,10 @@ main(int argc, char **argv)
             level = ppf_log_level_parse(optarg);
             if (level < 0)
                 return bad_option("--log-level", optarg, "error, warn, info or debug");
+            break;
+        case OPT_VCLOCK:
+            if (!*optarg || ppf_clock_set_virtual(optarg) < 0)
+                return bad_option("--virtual-clock", optarg, "a file name (for tests)");
             break;
         case 'v': level = PPF_LOG_DEBUG; break;
         case 'h': usage(stdout); return 0;

@@ -350,14 +350,59 @@ tmp_create(const struct ppf_target *t, mode_t mode, char *tmpname, size_t tmplen
 
 static void report_exists(const struct ppf_target *t, char *err, size_t errlen);
 
+/* 1 if an empty regular file at path-less dirfd/name is a placeholder. */
+static int
+is_placeholder(int dirfd, const char *name)
+{
+    struct stat st;
+
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+           st.st_size == 0;
+}
+
+int
+ppf_target_blocks(const struct ppf_target *t, int replace)
+{
+    int r;
+
+    if (replace == PPF_REPLACE_ALWAYS)
+        return 0;
+    r = ppf_target_exists(t);
+    if (r != 1 || replace != PPF_REPLACE_PLACEHOLDER)
+        return r;
+    return is_placeholder(t->dirfd, t->name) ? 0 : 1;
+}
+
+/* Puts tmpname in place of a placeholder target: exchanges the two
+ * atomically, then checks that what came out is still empty (nothing wrote
+ * to it meanwhile) and removes it; if it is not, exchanges them back
+ * (EEXIST).  A target that is absent by now is created with
+ * RENAME_NOREPLACE.  0 or -1 (errno). */
+static int
+replace_placeholder(const struct ppf_target *t, const char *tmpname)
+{
+    if (renameat2(t->dirfd, tmpname, t->dirfd, t->name, RENAME_EXCHANGE) == -1) {
+        if (errno == ENOENT)
+            return renameat2(t->dirfd, tmpname, t->dirfd, t->name, RENAME_NOREPLACE);
+        return -1;
+    }
+    if (is_placeholder(t->dirfd, tmpname)) {
+        unlinkat(t->dirfd, tmpname, 0);
+        return 0;
+    }
+    renameat2(t->dirfd, tmpname, t->dirfd, t->name, RENAME_EXCHANGE);
+    errno = EEXIST;
+    return -1;
+}
+
 /* The start of every materialization: refuses an existing target unless
  * replace, then creates the temporary file (mode 0: 0600). */
 static int
 tmp_begin(const struct ppf_target *t, int replace, mode_t mode, char *tmpname, size_t tmplen,
           char *err, size_t errlen)
 {
-    if (!replace) {
-        int r = ppf_target_exists(t);
+    if (replace != PPF_REPLACE_ALWAYS) {
+        int r = ppf_target_blocks(t, replace);
 
         if (r == 1) {
             report_exists(t, err, errlen);
@@ -425,8 +470,10 @@ tmp_commit(const struct ppf_target *t, int fd, const char *tmpname, int replace,
                 strerror(errno));
         return -1;
     }
-    if (replace) {
+    if (replace == PPF_REPLACE_ALWAYS) {
         r = renameat(t->dirfd, tmpname, t->dirfd, t->name);
+    } else if (replace == PPF_REPLACE_PLACEHOLDER) {
+        r = replace_placeholder(t, tmpname);
     } else {
         r = renameat2(t->dirfd, tmpname, t->dirfd, t->name, RENAME_NOREPLACE);
         if (r == -1 && (errno == EINVAL || errno == ENOSYS)) {
@@ -447,12 +494,13 @@ tmp_commit(const struct ppf_target *t, int fd, const char *tmpname, int replace,
     if (fsync(dfd) == -1) {
         int saved = errno;
 
-        if (!replace)
-            unlinkat(t->dirfd, t->name, 0); /* ours: RENAME_NOREPLACE made it */
+        if (replace != PPF_REPLACE_ALWAYS)
+            unlinkat(t->dirfd, t->name, 0); /* ours: we made it (the placeholder is gone) */
         errno = saved;
         set_err(err, errlen, "deploy target %s: fsync of %.*s failed (%s)%s", t->path, dir_len(t),
                 t->path, strerror(errno),
-                replace ? "; the new disk is in place but may not survive a crash" : "");
+                replace == PPF_REPLACE_ALWAYS ?
+                "; the new disk is in place but may not survive a crash" : "");
         return -1;
     }
     return 0;

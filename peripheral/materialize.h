@@ -61,6 +61,10 @@ void ppf_target_close(struct ppf_target *t);
  * -1 on error (errno set). */
 int ppf_target_exists(const struct ppf_target *t);
 
+/* 1 if the target exists and the replace mode (PPF_REPLACE_*) does not let
+ * it be replaced, 0 if a materialization may go ahead, -1 on error. */
+int ppf_target_blocks(const struct ppf_target *t, int replace);
+
 /* Creates a qcow2 (v3) overlay at the target whose backing file is
  * base_path (absolute, at most 1023 bytes, format raw), virtual size =
  * size rounded up to 512 bytes (as qemu sees a raw base), cluster size

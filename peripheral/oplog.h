@@ -49,7 +49,9 @@ uint64_t ppf_oplog_deploy(struct ppf_oplog *l, const char *image, const char *te
 
 /* A preparation finished: bytes in us microseconds; prefetch: brought in
  * by a prefetch (counted as prefetched bytes for tenant and image);
- * limited: it ran under a bandwidth limit (not used for the rate). */
+ * limited: it ran under a bandwidth limit (not used for the rate).  Adds
+ * no record: the READY record the caller adds next about the same image
+ * and tenant (ppf_oplog_add) gets WAIT_US = us. */
 void ppf_oplog_prepared(struct ppf_oplog *l, const char *image, const char *tenant,
                         uint64_t bytes, uint64_t us, bool prefetch, bool limited);
 
@@ -69,5 +71,10 @@ enum ppf_status_code ppf_oplog_read(struct ppf_oplog *l, uint64_t start,
  * fit in w; *result = the total number of groups. */
 enum ppf_status_code ppf_oplog_usage(struct ppf_oplog *l, uint64_t start,
                                      struct ppf_attr_writer *w, uint32_t *result);
+
+/* EXPLAIN (§5.9), the log's part: the text of the last PREFETCH record of
+ * image (PPF_A_X_LAST_PREFETCH) and of its last EVICT or PURGE record
+ * (PPF_A_X_LAST_EVICT), each prefixed with its local time.  l may be NULL. */
+void ppf_oplog_explain(struct ppf_oplog *l, const char *image, struct ppf_attr_writer *w);
 
 #endif /* PPF_PERIPHERAL_OPLOG_H */

@@ -1,4 +1,7 @@
 /* The live predictor: see predict.h and schemas/device-protocol.md §5.7.
+ * It also carries out the policy's schedules (peripheral/schedule.h): in
+ * each window the scheduled image is held in the buffer, and given to the
+ * predictor as a strong hint, like a DEFINED event.
  */
 #include <config.h>
 
@@ -12,14 +15,17 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "peripheral/clock.h"
 #include "peripheral/engine.h"
 #include "peripheral/federation.h"
 #include "peripheral/monitor.h"
+#include "peripheral/oplog.h"
 #include "peripheral/predict.h"
+#include "peripheral/schedule.h"
 #include "peripheral/table.h"
 
-#define PR_TICK          1.0    /* s between periodic predictions */
-#define PR_SAVE_EVERY    60.0   /* s between saves of a changed store */
+#define PR_TICK          1.0    /* s between periodic predictions (monotonic) */
+#define PR_SAVE_EVERY    60.0   /* s between saves of a changed store (monotonic) */
 #define PR_PREDICT_K     16     /* predictions looked at per decision */
 #define PR_RETRY_NOSPACE 30.0   /* s before trying again an image there was no room for */
 #define PR_RETRY_FAILED  300.0  /* ... an image that could not be opened */
@@ -42,6 +48,15 @@ struct pr_recent {
     double time;
 };
 
+/* A schedule of the policy and the window it holds. */
+struct pr_sched {
+    struct ppf_schedule s;
+    char *when, *image, *tenant, *before;      /* before may be NULL */
+    char source[PPF_TABLE_KEY]; /* "schedule WHEN": the hold's source, the table key */
+    time_t held, held_end;      /* the window held in the buffer (0: none) */
+    time_t told;                /* the window last logged */
+};
+
 struct ppf_predict {
     char *store_path;
     enum ppf_policy_algorithm algorithm;
@@ -61,18 +76,21 @@ struct ppf_predict {
     uint32_t nimg;
     struct pr_recent recent[PR_RECENT];
     unsigned recent_next;
-    double next_tick, last_save;
+    struct pr_sched *sched;
+    size_t nsched;
+    double next_tick, last_save;        /* monotonic s */
     uint64_t last_metric_ns;
     bool dirty;
     uint64_t stat[PPF_STAT_PREDICT__MAX - PPF_STAT_EVENTS];
 };
 
+/* For the pace of the periodic work, whatever the wall clock does. */
 static double
-wall_now(void)
+mono_now(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -86,7 +104,7 @@ stat_add(struct ppf_predict *pr, enum ppf_predict_stat s, uint64_t n)
 static double
 tz_offset(void)
 {
-    time_t now = time(NULL);
+    time_t now = (time_t)ppf_clock_wall();
     struct tm tm;
 
     return localtime_r(&now, &tm) ? (double)tm.tm_gmtoff : 0;
@@ -158,9 +176,9 @@ pr_take_policy(struct ppf_predict *pr, const struct ppf_policy *p)
 }
 
 static void
-pr_save(struct ppf_predict *pr, double now)
+pr_save(struct ppf_predict *pr)
 {
-    pr->last_save = now;
+    pr->last_save = mono_now();
     if (!pr->dirty)
         return;
     if (ppf_engine_save(pr->e, pr->store_path) < 0) {
@@ -171,6 +189,179 @@ pr_save(struct ppf_predict *pr, double now)
     }
     pr->dirty = false;
     stat_add(pr, PPF_STAT_STORE_SAVES, 1);
+}
+
+/* --- schedules ----------------------------------------------------------- */
+
+static void
+pr_sched_free(struct pr_sched *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].when);
+        free(v[i].image);
+        free(v[i].tenant);
+        free(v[i].before);
+    }
+    free(v);
+}
+
+/* The schedules of p, parsed.  0, or -1 (ENOMEM; *out untouched). */
+static int
+pr_sched_build(const struct ppf_policy *p, struct pr_sched **out, size_t *nout)
+{
+    struct pr_sched *v = p->nschedules ? calloc(p->nschedules, sizeof *v) : NULL;
+    size_t n = 0;
+
+    if (p->nschedules && !v)
+        return -1;
+    for (size_t i = 0; i < p->nschedules; i++) {
+        const struct ppf_policy_schedule *ps = &p->schedules[i];
+        struct pr_sched *s = &v[n];
+        const char *tenant = ps->tenant ? ps->tenant : "default";
+
+        /* the policy was checked: this only guards against a bad decoder */
+        if (!ps->image || ppf_schedule_parse(ps->when, ps->before, &s->s) < 0) {
+            ppf_warn("predict", "schedules[%zu]: \"%s\" before \"%s\" is not a schedule; "
+                     "ignored", i, ps->when ? ps->when : "", ps->before ? ps->before : "");
+            continue;
+        }
+        s->when = strdup(ps->when);
+        s->image = strdup(ps->image);
+        s->tenant = strdup(tenant);
+        s->before = ps->before ? strdup(ps->before) : NULL;
+        n++;
+        if (!s->when || !s->image || !s->tenant || (ps->before && !s->before)) {
+            pr_sched_free(v, n);
+            return -1;
+        }
+        snprintf(s->source, sizeof s->source, "schedule %s", s->when);
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+static bool
+pr_sched_same(const struct pr_sched *a, const struct pr_sched *b)
+{
+    return strcmp(a->when, b->when) == 0 && strcmp(a->image, b->image) == 0 &&
+           strcmp(a->tenant, b->tenant) == 0 &&
+           (a->before ? b->before && strcmp(a->before, b->before) == 0 : !b->before);
+}
+
+/* A new policy's schedules: the holds of schedules the policy dropped are
+ * released; every schedule is looked at again by the next tick, at once
+ * (after the buffer has taken the new policy and reloaded its entries: a
+ * window already held is held again, which changes nothing, and is not
+ * logged again). */
+static void
+pr_sched_reconfigure(struct ppf_predict *pr, const struct ppf_policy *p)
+{
+    struct pr_sched *v;
+    size_t n;
+    time_t now = (time_t)ppf_clock_wall();
+
+    if (pr_sched_build(p, &v, &n) < 0) {
+        ppf_warn("predict", "out of memory: the new policy's schedules are not in force; "
+                 "the previous ones stay");
+        return;
+    }
+    for (size_t i = 0; i < pr->nsched; i++) {
+        struct pr_sched *old = &pr->sched[i];
+        bool kept = false;
+
+        for (size_t j = 0; j < n && !kept; j++)
+            if (pr_sched_same(old, &v[j])) {
+                v[j].told = old->told;
+                kept = true;
+            }
+        if (!kept && old->held && old->held_end > now && pr->b &&
+            ppf_buffer_unhold(pr->b, old->image, old->tenant, old->source))
+            ppf_debug("predict", "schedule \"%s\" of %s for %s is no longer in the policy; "
+                      "its hold is released", old->when, old->image, old->tenant);
+    }
+    pr_sched_free(pr->sched, pr->nsched);
+    pr->sched = v;
+    pr->nsched = n;
+    pr->next_tick = 0;
+}
+
+/* The hint: the schedule predicts its image, like a DEFINED event; when it
+ * brought the image in (started), the prefetch is tracked so that a deploy
+ * counts as a hit of the row "schedule WHEN" and an eviction unused as a
+ * miss. */
+static void
+pr_sched_hint(struct ppf_predict *pr, const struct pr_sched *s, bool started, double now)
+{
+    struct ppf_prediction p = { .probability = 1, .value = 1, .eta = now };
+    struct pr_img *pi;
+
+    if (pr->algorithm == PPF_ALGO_NONE ||
+        ppf_engine_intern(pr->e, s->image, s->tenant, &p.image, &p.tenant) < 0 ||
+        !(pi = pr_img(pr, p.image)))
+        return;
+    p.size = ppf_engine_image_size(pr->e, p.image);
+    ppf_table_record(pr->t, s->source, &p, 1, now);
+    if (!started)
+        return;
+    pi->tracked = true;
+    pi->hint = true;
+    snprintf(pi->key, sizeof pi->key, "%s", s->source);
+    stat_add(pr, PPF_STAT_HINTS, 1);
+}
+
+/* A window of s opened at start: hold its image until end. */
+static void
+pr_sched_hold(struct ppf_predict *pr, struct pr_sched *s, time_t start, time_t end, double now)
+{
+    enum ppf_status_code sc;
+    uint64_t size = 0;
+    char msg[512], by[32];
+    struct tm tm;
+    int before;
+
+    if (!localtime_r(&end, &tm) || !strftime(by, sizeof by, "%H:%M", &tm))
+        snprintf(by, sizeof by, "%lld", (long long)end);
+    before = ppf_buffer_entry_state(pr->b, s->image, s->tenant, NULL);
+    sc = ppf_buffer_hold(pr->b, s->image, s->tenant, (uint64_t)end, s->source, msg, sizeof msg);
+    ppf_buffer_entry_state(pr->b, s->image, s->tenant, &size);
+    s->held = start;
+    s->held_end = end;
+    if (s->told == start)
+        return;                 /* held again after a new policy: said already */
+    s->told = start;
+    /* the operations log also writes it to the log; without one, we do */
+    if (pr->oplog)
+        ppf_oplog_add(pr->oplog, PPF_OPLOG_SCHEDULE, s->image, s->tenant, size,
+                      "schedule \"%s\": prefetching %s for %s before %s", s->when, s->image,
+                      s->tenant, by);
+    else
+        ppf_info("predict", "schedule \"%s\": prefetching %s for %s before %s", s->when,
+                 s->image, s->tenant, by);
+    /* the buffer keeps a hold it could not honour yet and retries it */
+    if (sc != PPF_SC_SUCCESS)
+        ppf_warn("predict", "schedule \"%s\": %s for %s is not in the buffer yet: %s",
+                 s->when, s->image, s->tenant, msg);
+    pr_sched_hint(pr, s, sc == PPF_SC_SUCCESS && before != PPF_ENTRY_READY &&
+                  before != PPF_ENTRY_INFLIGHT, now);
+}
+
+/* Ends the holds whose time is past, and holds the image of every
+ * schedule whose window contains now (once per window). */
+static void
+pr_sched_tick(struct ppf_predict *pr, double now)
+{
+    time_t t = (time_t)now, start, end;
+
+    if (!pr->b)
+        return;
+    ppf_buffer_holds_tick(pr->b, (uint64_t)now);
+    for (size_t i = 0; i < pr->nsched; i++) {
+        struct pr_sched *s = &pr->sched[i];
+
+        if (ppf_schedule_window_at(&s->s, t, &start, &end) > 0 && s->held != start)
+            pr_sched_hold(pr, s, start, end, now);
+    }
 }
 
 int
@@ -193,7 +384,9 @@ ppf_predict_new(const struct ppf_policy *p, const char *state_dir, struct ppf_pr
     pr_take_policy(pr, p);
     if (ppf_fed_new(p, &pr->fed) < 0)
         ppf_warn("predict", "federation could not start (out of memory); learning alone");
-    pr->last_save = wall_now();
+    pr->last_save = mono_now();
+    if (pr_sched_build(p, &pr->sched, &pr->nsched) < 0)
+        ppf_warn("predict", "out of memory: the policy's schedules are not in force");
     {
         struct ppf_engine_stats st;
 
@@ -211,7 +404,8 @@ ppf_predict_free(struct ppf_predict *pr)
     if (!pr)
         return;
     ppf_fed_free(pr->fed);
-    pr_save(pr, wall_now());
+    pr_save(pr);
+    pr_sched_free(pr->sched, pr->nsched);
     ppf_table_free(pr->t);
     ppf_engine_free(pr->e);
     free(pr->img);
@@ -225,8 +419,9 @@ ppf_predict_reconfigure(struct ppf_predict *pr, const struct ppf_policy *p)
     struct ppf_engine *e;
     struct ppf_table *t;
 
+    pr_sched_reconfigure(pr, p);
     pr->dirty = true;           /* carry everything over through the store */
-    pr_save(pr, wall_now());
+    pr_save(pr);
     if (pr->dirty || pr_build(p, pr->store_path, &e, &t) < 0) {
         ppf_warn("predict", "the new learning settings could not be put in force; the "
                  "previous ones stay");
@@ -269,7 +464,7 @@ hook_value(void *ctx, const char *image, const char *owner, uint64_t size, doubl
     (void)now;                  /* monotonic; the engine runs on the wall clock */
     if (ppf_engine_find_image(pr->e, image, &id) < 0)
         return 0;
-    return pr_value_per_byte(pr, ppf_engine_score(pr->e, id, wall_now(), NULL), size);
+    return pr_value_per_byte(pr, ppf_engine_score(pr->e, id, ppf_clock_wall(), NULL), size);
 }
 
 static void
@@ -288,14 +483,14 @@ hook_evicted(void *ctx, const char *image, const char *owner, bool prefetched, b
      * made for something worth more needs no such pause: it comes back
      * only once it is worth more than what is there) */
     if (by_admin)
-        pi->retry_at = wall_now() + PR_RETRY_EVICTED;
+        pi->retry_at = ppf_clock_wall() + PR_RETRY_EVICTED;
     if (!pi->tracked)
         return;
     pi->tracked = false;
     if (!used) {
         stat_add(pr, PPF_STAT_PREDICTED_WASTED, 1);
         if (pi->key[0])
-            ppf_table_feedback(pr->t, pi->key, id, false, wall_now());
+            ppf_table_feedback(pr->t, pi->key, id, false, ppf_clock_wall());
     }
 }
 
@@ -304,6 +499,9 @@ ppf_predict_attach(struct ppf_predict *pr, struct ppf_buffer *b, struct ppf_moni
 {
     struct ppf_buffer_hooks h = { .ctx = pr, .value = hook_value, .evicted = hook_evicted };
 
+    if (b != pr->b)             /* another buffer: it holds none of our windows */
+        for (size_t i = 0; i < pr->nsched; i++)
+            pr->sched[i].held = pr->sched[i].held_end = 0;
     pr->b = b;
     pr->mon = mon;
     if (b)
@@ -332,7 +530,7 @@ pr_prefetch(struct ppf_predict *pr, uint32_t image, double value, double probabi
     struct pr_img *pi = pr_img(pr, image);
     uint64_t size = 0;
     enum ppf_status_code sc;
-    char msg[512];
+    char msg[512], why[400];
     int state;
 
     if (!name || !pi || !pr->b || pi->retry_at > now)
@@ -342,9 +540,13 @@ pr_prefetch(struct ppf_predict *pr, uint32_t image, double value, double probabi
         return 0;
     if (!size)
         size = ppf_engine_image_size(pr->e, image);
+    if (hint)
+        snprintf(why, sizeof why, "a domain that deploys it was defined");
+    else
+        snprintf(why, sizeof why, "p=%.2f, predicted %s", probability, key);
     sc = ppf_buffer_prefetch_limited(pr->b, name, tenant, pr->priority,
                                      hint ? INFINITY : pr_value_per_byte(pr, value, size),
-                                     msg, sizeof msg);
+                                     why, msg, sizeof msg);
     if (sc != PPF_SC_SUCCESS) {
         pi->retry_at = now + (sc == PPF_SC_NO_SPACE ? PR_RETRY_NOSPACE : PR_RETRY_FAILED);
         ppf_debug("predict", "not prefetching %s for %s (p=%.2f, %s): %s", name, tenant,
@@ -426,7 +628,7 @@ void
 ppf_predict_deploy(struct ppf_predict *pr, const char *image, const char *tenant,
                    const char *domain)
 {
-    double now = wall_now();
+    double now = ppf_clock_wall();
 
     if (domain && domain[0]) {
         struct pr_recent *r = &pr->recent[pr->recent_next++ % PR_RECENT];
@@ -459,7 +661,7 @@ ppf_predict_event(struct ppf_predict *pr, const uint8_t *in, uint32_t len, uint3
     char image[PPF_NAME_MAX + 1] = "", tenant[PPF_NAME_MAX + 1] = "default", domain[40] = "";
     uint32_t kind = 0;
     uint64_t us = 0;
-    double now = wall_now(), when;
+    double now = ppf_clock_wall(), when;
     int k;
 
     *result = 0;
@@ -551,6 +753,101 @@ ppf_predict_event(struct ppf_predict *pr, const uint8_t *in, uint32_t len, uint3
 
 /* --- the table ----------------------------------------------------------- */
 
+static void
+put_num(struct ppf_attr_writer *w, uint16_t type, double v)
+{
+    char num[32];
+
+    snprintf(num, sizeof num, "%.3g", v);
+    ppf_attr_put_str(w, type, num);
+}
+
+void
+ppf_predict_explain(struct ppf_predict *pr, const char *image, const char *tenant,
+                    struct ppf_attr_writer *w)
+{
+    struct ppf_engine_opinion op[8];
+    struct ppf_table_stats st;
+    double now = ppf_clock_wall(), p = 0, value;
+    uint64_t size;
+    uint32_t id;
+    size_t n;
+    char text[300], a[64], b[64];
+    int known = pr->e && ppf_engine_find_image(pr->e, image, &id) == 0;
+
+    for (size_t i = 0; i < pr->nsched; i++) {
+        const struct pr_sched *sc = &pr->sched[i];
+        time_t start, end;
+        struct tm tm;
+
+        if (strcmp(sc->image, image) != 0 || strcmp(sc->tenant, tenant) != 0)
+            continue;
+        if (ppf_schedule_window_at(&sc->s, (time_t)now, &start, &end) == 1) {
+            localtime_r(&end, &tm);
+            strftime(b, sizeof b, "%Y-%m-%d %H:%M", &tm);
+            snprintf(text, sizeof text, "%s%s%s: in its window now, held until %s", sc->when,
+                     sc->before ? " before " : "", sc->before ? sc->before : "", b);
+        } else if (ppf_schedule_next(&sc->s, (time_t)now, &start, &end) == 0) {
+            localtime_r(&start, &tm);
+            strftime(a, sizeof a, "%Y-%m-%d %H:%M", &tm);
+            snprintf(text, sizeof text, "%s%s%s: next window opens %s", sc->when,
+                     sc->before ? " before " : "", sc->before ? sc->before : "", a);
+        } else {
+            snprintf(text, sizeof text, "%s", sc->when);
+        }
+        ppf_attr_put_str(w, PPF_A_X_SCHEDULE, text);
+    }
+    ppf_attr_put_u32(w, PPF_A_X_KNOWN, known);
+    snprintf(text, sizeof text, "%u of %u", ppf_buffer_prefetches_inflight(pr->b),
+             pr->concurrent);
+    ppf_attr_put_str(w, PPF_A_X_CONCURRENT, text);
+    if (!known)
+        return;
+    value = ppf_engine_score(pr->e, id, now, &p);
+    size = ppf_engine_image_size(pr->e, id);
+    if (pr->b)
+        ppf_buffer_entry_state(pr->b, image, tenant, &size);
+    put_num(w, PPF_A_X_PROBABILITY, p);
+    put_num(w, PPF_A_X_VALUE, pr_value_per_byte(pr, value, size));
+    n = ppf_engine_explain(pr->e, id, now, op, sizeof op / sizeof *op);
+    for (size_t i = 0; i < n; i++) {
+        ppf_attr_put_str(w, PPF_A_X_MODEL, op[i].model);
+        if (op[i].known) {
+            put_num(w, PPF_A_X_PROB, op[i].probability);
+            put_num(w, PPF_A_X_ETA, op[i].eta);
+            put_num(w, PPF_A_X_MVALUE, op[i].value);
+        }
+        put_num(w, PPF_A_X_WEIGHT, op[i].weight);
+    }
+    if (id < pr->nimg && pr->img[id].retry_at > now) {
+        time_t until = (time_t)pr->img[id].retry_at;
+        struct tm tm;
+
+        localtime_r(&until, &tm);
+        strftime(a, sizeof a, "%H:%M:%S", &tm);
+        snprintf(text, sizeof text, "prefetching it is paused until %s (after an "
+                 "administrator's eviction, or a prefetch that found no room or failed)", a);
+        ppf_attr_put_str(w, PPF_A_X_PAUSED, text);
+    }
+    ppf_table_get_stats(pr->t, &st);
+    if (st.rows) {
+        struct ppf_table_row *rows = calloc(st.rows, sizeof *rows);
+        unsigned shown = 0;
+
+        n = rows ? ppf_table_dump(pr->t, rows, st.rows) : 0;
+        for (size_t i = 0; i < n && shown < 16; i++)
+            for (unsigned j = 0; j < rows[i].n; j++)
+                if (rows[i].e[j].image == id) {
+                    snprintf(text, sizeof text, "%s: score %.2f (%" PRIu64 " hits, %" PRIu64
+                             " misses)", rows[i].key, rows[i].e[j].score, rows[i].e[j].hits,
+                             rows[i].e[j].misses);
+                    ppf_attr_put_str(w, PPF_A_X_TABLE, text);
+                    shown++;
+                }
+        free(rows);
+    }
+}
+
 enum ppf_status_code
 ppf_predict_table_dump(struct ppf_predict *pr, uint64_t start, struct ppf_attr_writer *w,
                        uint32_t *result)
@@ -635,16 +932,20 @@ void
 ppf_predict_tick(struct ppf_predict *pr)
 {
     static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    double now = wall_now();
+    double mono = mono_now(), now;
     const struct ppf_engine_config *c;
     char key[PPF_TABLE_KEY];
     time_t slot;
     struct tm tm;
     unsigned mins;
 
-    if (now < pr->next_tick)
+    /* paced by the monotonic clock: the wall clock may jump (a virtual
+     * one in tests, or NTP), and reading a virtual one costs a file read */
+    if (mono < pr->next_tick)
         return;
-    pr->next_tick = now + PR_TICK;
+    pr->next_tick = mono + PR_TICK;
+    now = ppf_clock_wall();
+    pr_sched_tick(pr, now);
     pr_metrics(pr);
     if (pr->fed)
         ppf_fed_tick(pr->fed, pr->e, now);
@@ -657,8 +958,8 @@ ppf_predict_tick(struct ppf_predict *pr)
         snprintf(key, sizeof key, "at %s %02u:%02u", days[tm.tm_wday % 7], m / 60, m % 60);
         pr_decide(pr, key, now);
     }
-    if (now - pr->last_save >= PR_SAVE_EVERY)
-        pr_save(pr, now);
+    if (mono - pr->last_save >= PR_SAVE_EVERY)
+        pr_save(pr);
 }
 
 struct ppf_fed *

@@ -51,6 +51,12 @@ enum ppf_status_code ppf_predict_event(struct ppf_predict *pr, const uint8_t *in
 /* TABLE_DUMP from row start into w; *result = rows in the table. */
 enum ppf_status_code ppf_predict_table_dump(struct ppf_predict *pr, uint64_t start,
                                             struct ppf_attr_writer *w, uint32_t *result);
+/* EXPLAIN (§5.9), the predictor's part: schedules of image for tenant and
+ * their windows, whether the engine knows it, its probability and value
+ * per byte, each model's opinion, a pause of its prefetching, the table
+ * rows that rank it, and the prefetches in flight. */
+void ppf_predict_explain(struct ppf_predict *pr, const char *image, const char *tenant,
+                         struct ppf_attr_writer *w);
 /* Periodic work (called at every poll; does something at most once a
  * second): metrics, predictions, prefetches, saving the store. */
 void ppf_predict_tick(struct ppf_predict *pr);
@@ -60,9 +66,9 @@ struct ppf_fed *ppf_predict_federation(struct ppf_predict *pr);
 /* The operations log the predictor reports to (may be NULL). */
 struct ppf_oplog;
 void ppf_predict_set_oplog(struct ppf_predict *pr, struct ppf_oplog *log);
-/* The wall clock the predictor, the schedules and pins run on (seconds
- * since the epoch): the real one, or the virtual clock of
- * peripheral/clock.h when the peripheral runs with one (tests). */
+/* Time: the predictor, the schedules and the pins' ends run on
+ * ppf_clock_wall() (peripheral/clock.h): the real clock, or a virtual one
+ * in tests (--virtual-clock). */
 
 /* Appends PPF_STAT_EVENTS.. counters. */
 void ppf_predict_stats(struct ppf_predict *pr, struct ppf_attr_writer *w);

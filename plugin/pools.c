@@ -51,6 +51,25 @@ struct pools_group {
     int have_state;
 };
 
+/* 1 if file is the name of image's prepared file: IMAGE.raw, or
+ * IMAGE@HEX.raw with 1 to 64 hex digits. */
+static int
+pools_file_ok(const char *image, const char *file)
+{
+    size_t il = strlen(image), fl = strlen(file), sl = sizeof POOLS_LINK_SUFFIX - 1;
+    size_t hex;
+
+    if (fl < il + sl || strncmp(file, image, il) != 0 ||
+        strcmp(file + fl - sl, POOLS_LINK_SUFFIX) != 0)
+        return 0;
+    if (fl == il + sl)
+        return 1;
+    if (file[il] != '@')
+        return 0;
+    hex = fl - sl - il - 1;
+    return hex >= 1 && hex <= 64 && strspn(file + il + 1, "0123456789abcdef") == hex;
+}
+
 /* Keeps g if it is READY.  0, -1 malformed (reported), -2 no memory. */
 static int
 pools_keep(struct ppf_pools_buffer *b, struct pools_group *g, char *err, size_t errlen)
@@ -65,6 +84,8 @@ pools_keep(struct ppf_pools_buffer *b, struct pools_group *g, char *err, size_t 
     }
     if (g->state != PPF_ENTRY_READY)
         return 0;
+    if (!pools_file_ok(g->e.image, g->e.file))
+        snprintf(g->e.file, sizeof g->e.file, "%s" POOLS_LINK_SUFFIX, g->e.image);
     if (g->e.pub)
         g->e.tenant[0] = '\0';
     if (b->n == b->cap) {
@@ -120,8 +141,17 @@ pools_decode(const uint8_t *buf, uint32_t len, struct ppf_pools_buffer *b, char 
         else if (a.type == PPF_A_STATE) {
             bad = ppf_attr_get_u32(&a, &g.state) < 0;
             g.have_state = 1;
+        } else if (a.type == PPF_A_PATH) {
+            char path[PPF_POOL_PATH_MAX + 1];
+            const char *base;
+
+            /* only its last component is used, and checked in pools_keep */
+            bad = ppf_attr_get_str(&a, path, sizeof path) < 0;
+            base = strrchr(path, '/');
+            if (!bad && base && strlen(base + 1) < sizeof g.e.file)
+                snprintf(g.e.file, sizeof g.e.file, "%s", base + 1);
         }
-        /* others (PINS, HITS, DONE, DIGEST, PATH, unknown): not needed */
+        /* others (PINS, HITS, DONE, DIGEST, unknown): not needed */
     }
     if (bad || k < 0) {
         snprintf(err, errlen, "the peripheral's BUFFER_LIST answer is malformed; restart "
@@ -238,8 +268,17 @@ ppf_pools_link_is_ours(const char *name, const char *target)
     char o[PPF_POOL_NAME_MAX + 2];
 
     if (!pools_link_name_ok(name) || target[0] != '/' ||
-        !(base = strrchr(target, '/')) || strcmp(base + 1, name) != 0 || base == target)
+        !(base = strrchr(target, '/')) || base == target)
         return 0;
+    {
+        char image[PPF_POOL_NAME_MAX + 1];
+        size_t n = strlen(name) - (sizeof POOLS_LINK_SUFFIX - 1);
+
+        memcpy(image, name, n);
+        image[n] = '\0';
+        if (!pools_file_ok(image, base + 1))
+            return 0;
+    }
     for (owner = base - 1; owner > target && *owner != '/'; owner--)
         ;
     ol = (size_t)(base - owner - 1);
@@ -261,7 +300,10 @@ ppf_pools_link_is_ours(const char *name, const char *target)
 static int
 pools_target(const char *root, const struct ppf_pools_entry *e, char *buf, size_t len)
 {
-    int k = snprintf(buf, len, "%s/entries/%s/%s" POOLS_LINK_SUFFIX, root,
+    int k = e->file[0] ?
+            snprintf(buf, len, "%s/entries/%s/%s", root,
+                     e->pub ? POOLS_PUBLIC_OWNER : e->tenant, e->file) :
+            snprintf(buf, len, "%s/entries/%s/%s" POOLS_LINK_SUFFIX, root,
                      e->pub ? POOLS_PUBLIC_OWNER : e->tenant, e->image);
 
     return k < 0 || (size_t)k >= len ? -1 : 0;

@@ -25,6 +25,8 @@ struct ppf_pools_entry {
     char tenant[PPF_POOL_NAME_MAX + 1];     /* owner; "" for a public entry */
     int pub;
     uint64_t size;
+    char file[PPF_POOL_NAME_MAX + 32];      /* its file's name in entries/OWNER/:
+                                             * IMAGE@DIGEST16.raw, or IMAGE.raw */
 };
 
 /* What the pools need of the buffer: where it is and what is ready. */
@@ -54,8 +56,9 @@ int ppf_pools_buffer_fetch(struct ppf_dev *dev, int timeout_ms, struct ppf_pools
 void ppf_pools_buffer_clear(struct ppf_pools_buffer *b);
 
 /* 1 if the symbolic link name -> target is one ppf makes: name is
- * IMAGE.raw and target ends in /entries/OWNER/IMAGE.raw (OWNER a tenant or
- * @public), whatever the buffer's directory; else 0. */
+ * IMAGE.raw and target ends in /entries/OWNER/IMAGE@DIGEST.raw (or, from
+ * buffers made before versions were kept, /entries/OWNER/IMAGE.raw), OWNER
+ * a tenant or @public, whatever the buffer's directory; else 0. */
 int ppf_pools_link_is_ours(const char *name, const char *target);
 
 /* Makes the links of directory dir match b for the pool conf (its tenant

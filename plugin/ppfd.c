@@ -42,6 +42,7 @@
 #include "plugin/metrics.h"
 #include "plugin/policy-send.h"
 #include "plugin/pools.h"
+#include "plugin/usage.h"
 #include "policy/policy.h"
 #include "ppf/ppf.h"
 
@@ -442,15 +443,17 @@ ppfd_emit(const struct ppf_host_event *ev, void *opaque)
     ppf_evq_push(d->evq, ev);
 }
 
-/* GET_STATS on an I/O pair of dev; 0, or -1 with the reason logged at
- * debug (the caller says once that the peripheral is away). */
+/* GET_STATS, then USAGE (§5.9; *u empty if the peripheral predates it),
+ * on an I/O pair of dev; 0 (free *u after), or -1 with the reason logged
+ * at debug (the caller says once that the peripheral is away). */
 static int
-ppfd_get_stats(struct ppf_dev *dev, struct ppf_prom_stats *s)
+ppfd_get_stats(struct ppf_dev *dev, struct ppf_prom_stats *s, struct ppf_prom_usage *u)
 {
     struct ppf_dev_info info;
     struct ppf_cmd cmd = { .opcode = PPF_OP_GET_STATS };
     struct ppf_qp *qp;
     uint8_t *out;
+    char why[512];
     int rc = -1;
 
     ppf_dev_get_info(dev, &info);
@@ -467,6 +470,9 @@ ppfd_get_stats(struct ppf_dev *dev, struct ppf_prom_stats *s)
             ppf_debug("prometheus", "GET_STATS: the answer is malformed");
         else
             rc = 0;
+        /* without usage the counters are still worth writing */
+        if (rc == 0 && ppf_usage_fetch(dev, qp, DEVICE_TIMEOUT_MS, u, why, sizeof why) < 0)
+            ppf_debug("prometheus", "%s", why);
         ppf_qp_release(qp);
     } else {
         ppf_debug("prometheus", "%s", ppf_error());
@@ -509,11 +515,12 @@ static int
 ppfd_prom_write(struct ppfd *d, uint64_t now, char *why, size_t whylen)
 {
     struct ppf_prom_stats s;
+    struct ppf_prom_usage u = { 0 };
     struct ppf_dev *dev = ppfd_edev_get(d, now, 1);
     int up = 0, fd, rc;
     FILE *fp;
 
-    if (dev && ppfd_get_stats(dev, &s) == 0)
+    if (dev && ppfd_get_stats(dev, &s, &u) == 0)
         up = 1;
     else if (dev)
         ppfd_edev_close(d);     /* reopened next time */
@@ -522,9 +529,13 @@ ppfd_prom_write(struct ppfd *d, uint64_t now, char *why, size_t whylen)
         snprintf(why, whylen, "%s: %s", d->prom_tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
+        ppf_prom_usage_free(&u);
         return -1;
     }
     rc = up ? ppf_prom_write(fp, &s) : 0;
+    if (up)
+        rc |= ppf_prom_usage_write(fp, &u);
+    ppf_prom_usage_free(&u);
     rc |= ppfd_prom_own(d, fp, up);
     if (rc < 0 || fflush(fp) != 0 || fsync(fd) < 0) {
         snprintf(why, whylen, "%s: %s", d->prom_tmp, strerror(errno));

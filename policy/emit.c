@@ -161,6 +161,8 @@ ppf_policy_emit_yaml(const struct ppf_policy *p, FILE *fp)
     fprintf(fp, "\n  capacity: %s\n  eviction: %s\n  reserve: %s\n  overcommit: %s\n", a,
             ppf_policy_eviction_name(p->buffer.eviction) ?: "?", b,
             pol_bool(p->buffer.overcommit));
+    ppf_policy_format_duration(p->buffer.revalidate_ms, a, sizeof a);
+    fprintf(fp, "  revalidate: %s\n", a);
 
     if (p->nstores == 0)
         fputs("stores: []\n", fp);
@@ -321,6 +323,7 @@ ppf_policy_emit_json(const struct ppf_policy *p, FILE *fp)
     ppf_json_str(&j, "eviction", ppf_policy_eviction_name(p->buffer.eviction) ?: "?");
     pol_json_size(&j, "reserve", p->buffer.reserve);
     ppf_json_bool(&j, "overcommit", p->buffer.overcommit);
+    pol_json_duration(&j, "revalidate", p->buffer.revalidate_ms);
     ppf_json_end_object(&j);
 
     ppf_json_begin_array(&j, "stores");

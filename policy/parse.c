@@ -1006,6 +1006,7 @@ static const struct pol_key buffer_keys[] = {
     K("eviction", h_enum, buffer.eviction, ppf_policy_eviction_names),
     K("reserve", h_size, buffer.reserve, NULL),
     K("overcommit", h_bool, buffer.overcommit, NULL),
+    K("revalidate", h_duration, buffer.revalidate_ms, NULL),
     END
 };
 static const struct pol_key deploy_keys[] = {

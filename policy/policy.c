@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "policy/policy-int.h"
 
@@ -99,6 +100,7 @@ ppf_policy_init_defaults(struct ppf_policy *p)
     p->buffer.eviction = PPF_EVICT_VALUE;
     p->buffer.reserve = 1ull << 30;
     p->buffer.overcommit = false;
+    p->buffer.revalidate_ms = 30 * 1000;
     p->deploy.mode = PPF_DEPLOY_OVERLAY;
     p->deploy.fallback = PPF_FALLBACK_HOST;
     p->deploy.ephemeral = false;
@@ -515,6 +517,39 @@ ppf_policy_valid_until(const char *s)
     if (*s == 'Z')
         s++;
     return *s == '\0';
+}
+
+int
+ppf_policy_until_time(const char *s, uint64_t *out)
+{
+    struct tm tm = { 0 };
+    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
+    bool date_only;
+    time_t t;
+
+    if (!ppf_policy_valid_until(s))
+        return -1;
+    if (strcmp(s, "never") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3)
+        return -1;
+    date_only = s[n] == '\0';
+    if (!date_only && sscanf(s + n + 1, "%2d:%2d:%2d", &h, &mi, &sec) < 2)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = date_only ? d + 1 : d;     /* through the end of that day */
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    tm.tm_isdst = -1;
+    t = s[strlen(s) - 1] == 'Z' ? timegm(&tm) : mktime(&tm);
+    if (t < 0)
+        return -1;
+    *out = (uint64_t)t;
+    return 0;
 }
 
 /* Host part of an https URL: a name, an IPv4 address or a bracketed IPv6
@@ -985,6 +1020,7 @@ ppf_policy_check(const struct ppf_policy *p, struct ppf_policy_diags *d)
     pol_check_size(&c, "buffer.capacity", p->buffer.capacity, 1ull << 20, 1ull << 50);
     pol_check_enum(&c, "buffer.eviction", p->buffer.eviction, PPF_EVICT__MAX);
     pol_check_size(&c, "buffer.reserve", p->buffer.reserve, 0, 1ull << 50);
+    pol_check_duration(&c, "buffer.revalidate", p->buffer.revalidate_ms, 0, day);
 
     pol_check_stores(&c);
     pol_check_tenants(&c);

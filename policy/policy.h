@@ -108,6 +108,7 @@ struct ppf_policy {
         enum ppf_policy_eviction eviction;
         uint64_t reserve;
         bool overcommit;
+        uint64_t revalidate_ms; /* a hit re-checks its store version after this */
     } buffer;
     struct ppf_policy_store *stores;
     size_t nstores;
@@ -219,6 +220,11 @@ int ppf_policy_parse_duration(const char *s, uint64_t *ms);
 /* Canonical text; buf of at least 32 bytes. */
 void ppf_policy_format_size(uint64_t v, char *buf, size_t len);
 void ppf_policy_format_duration(uint64_t ms, char *buf, size_t len);
+
+/* A pin's until (pins[].until, ppfctl pin --until) as seconds since the
+ * epoch: "never" is 0; a date alone means through the end of that day;
+ * local time unless it ends in Z.  0, or -1 if s is not such a time. */
+int ppf_policy_until_time(const char *s, uint64_t *out);
 
 /* Tenant by name, or NULL. */
 const struct ppf_policy_tenant *ppf_policy_find_tenant(const struct ppf_policy *p,

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Quotas: a tenant over its quota evicts its own entries first, never
 # another tenant's; pinned entries (bases of existing disks) survive the
-# pressure.  A full disk during a prefetch is reported, cleaned up, and the
-# buffer stays consistent and usable.
+# pressure.
 . "${top_builddir:-..}/tests/functions.sh" || exit 99
 
 T=$tmpdir
@@ -47,20 +46,5 @@ ppfctl --json stats | python3 -c 'import json,sys; s=json.load(sys.stdin); asser
 qemu-img compare "$T/disks/a1.qcow2" "$T/src.raw" >/dev/null 2>&1 ||
     [ -s "$T/disks/a1.qcow2" ] || fail "the disk over a1 lost its base"
 
-# a full disk during a prefetch
-if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" && mount -t tmpfs -o size=24m tmpfs "$T/small" 2>/dev/null; then
-    cleanup_fn "umount '$T/small'"
-    sed -i "s|path: $T/buffer|path: $T/small/buffer|; s|capacity: 200MiB|capacity: 1GiB|" "$T/policy.yaml"
-    sed -i "s|quota: 50MiB|quota: 1GiB|; s|quota: 100MiB|quota: 1GiB|" "$T/policy.yaml"
-    ppfctl policy apply "$T/policy.yaml" >/dev/null || fail "apply small"
-    truncate -s 64M "$T/full.raw"
-    head -c 40M /dev/urandom | dd of="$T/full.raw" conv=notrunc status=none
-    ppf-image pack --key "$T/acme.key" "$T/full.raw" "$T/images/full.ppfi" >/dev/null
-    ppfctl prefetch full --tenant acme --wait 2>"$T/err" && fail "prefetch onto a full disk succeeded"
-    grep -q "full" "$T/ppf0.log" || grep -qi "space" "$T/ppf0.log" || fail "full disk not reported in the log"
-    ls -A "$T/small/buffer/entries/acme" 2>/dev/null | grep -q . && fail "partial files left: $(ls "$T/small/buffer/entries/acme")"
-    ppfctl deploy b1 --tenant bob --dest "$T/disks/b1.qcow2" >/dev/null || fail "buffer unusable after a full disk"
-else
-    echo "full-disk case skipped: cannot mount a tmpfs here"
-fi
+# the full-disk cases are in test-disk-safety.sh
 echo ok

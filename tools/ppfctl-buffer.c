@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "common/json.h"
 #include "common/prom.h"
 #include "ppf/ppf.h"
+#include "policy/policy.h"
 #include "ppf/protocol.h"
 #include "tools/ppfctl.h"
 
@@ -71,7 +73,7 @@ buf_check_tenant(const char *cmd, const char *tenant)
 /* ---- formatting --------------------------------------------------------- */
 
 /* "1.5 GiB"; bytes below 1 KiB exactly ("512 B"). */
-static void
+void
 buf_fmt_size(uint64_t v, char *buf, size_t len)
 {
     static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
@@ -89,7 +91,7 @@ buf_fmt_size(uint64_t v, char *buf, size_t len)
     snprintf(buf, len, "%.1f %s", d, unit[i]);
 }
 
-static void
+void
 buf_fmt_us(uint64_t us, char *buf, size_t len)
 {
     if (us < 1000)
@@ -100,13 +102,14 @@ buf_fmt_us(uint64_t us, char *buf, size_t len)
         snprintf(buf, len, "%.2f s", (double)us / 1e6);
 }
 
-static const char *
+const char *
 buf_outcome_name(uint32_t o)
 {
     switch (o) {
     case PPF_OUTCOME_HIT: return "hit";
     case PPF_OUTCOME_INFLIGHT: return "in-flight";
     case PPF_OUTCOME_MISS: return "miss";
+    case PPF_OUTCOME_FALLBACK: return "fallback";
     default: return "unknown";
     }
 }
@@ -118,6 +121,7 @@ buf_state_name(uint32_t s)
     case PPF_ENTRY_INFLIGHT: return "in-flight";
     case PPF_ENTRY_READY: return "ready";
     case PPF_ENTRY_FAILED: return "failed";
+    case PPF_ENTRY_STALE: return "stale";
     default: return "unknown";
     }
 }
@@ -878,6 +882,98 @@ cmd_evict(struct ctl *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- PIN ---------------------------------------------------------------- */
+
+/* pin IMAGE [--tenant T] [--until WHEN] and unpin IMAGE [--tenant T]
+ * (argv[0] says which). */
+int
+cmd_pin(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "tenant", required_argument, NULL, 'T' },
+        { "until", required_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    const bool pin = strcmp(argv[0], "pin") == 0;
+    const char *image, *tenant = "default", *until = "never";
+    char text[512] = "";
+    uint8_t in[1024];
+    CLEANUP_FREE uint8_t *out = NULL;
+    struct ppf_attr_writer w;
+    struct ppf_cmd cmd = { .opcode = PPF_OP_PIN, .arg = { pin } };
+    uint64_t until_s = 0;
+    uint32_t cap;
+    int o, rc;
+
+    optind = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'T')
+            tenant = optarg;
+        else if (o == 'U' && pin)
+            until = optarg;
+        else
+            return usage_error("usage: %s", pin ? "pin IMAGE [--tenant T] [--until WHEN]" :
+                               "unpin IMAGE [--tenant T]");
+    }
+    if (optind >= argc)
+        return usage_error("%s needs an IMAGE", argv[0]);
+    if (optind + 1 < argc)
+        return usage_error("%s: unexpected argument '%s'", argv[0], argv[optind + 1]);
+    image = argv[optind];
+    if ((rc = buf_check_image(argv[0], image)) != 0 ||
+        (rc = buf_check_tenant(argv[0], tenant)) != 0)
+        return rc;
+    if (ppf_policy_until_time(until, &until_s) < 0)
+        return usage_error("--until: '%s' is not a time; use never, YYYY-MM-DD (through "
+                           "that day) or YYYY-MM-DDTHH:MM[:SS][Z]", until);
+    if ((rc = ctl_connect_kind(c, PPF_QP_ADMIN)) != 0)
+        return rc;
+    if (!(out = ctl_alloc_out(c, &cap)))
+        return 1;
+    ppf_attr_writer_init(&w, in, sizeof in);
+    ppf_attr_put_str(&w, PPF_A_IMAGE, image);
+    ppf_attr_put_str(&w, PPF_A_TENANT, tenant);
+    if (until_s)
+        ppf_attr_put_u64(&w, PPF_A_UNTIL_US, until_s * 1000000);
+    cmd.out = out;
+    cmd.out_cap = cap;
+    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
+        (rc = buf_exec(c, &cmd, image, c->timeout_ms)) != 0)
+        return rc;
+    if (pin) {
+        struct ppf_attr_reader r;
+        struct ppf_attr a;
+
+        ppf_attr_reader_init(&r, out, cmd.out_len);
+        while (ppf_attr_next(&r, &a) > 0)
+            if (a.type == PPF_A_TEXT && ppf_attr_get_str(&a, text, sizeof text) < 0)
+                text[0] = '\0';
+    }
+    if (c->json) {
+        struct ppf_json j;
+
+        ppf_json_init(&j, stdout);
+        ppf_json_begin_object(&j, NULL);
+        ppf_json_str(&j, "image", image);
+        ppf_json_str(&j, "tenant", tenant);
+        ppf_json_bool(&j, "pinned", pin);
+        if (pin) {
+            ppf_json_str(&j, "until", until);
+            ppf_json_str(&j, "state", cmd.result ? buf_state_name(cmd.result) : "absent");
+            if (text[0])
+                ppf_json_str(&j, "reason", text);
+        }
+        ppf_json_end_object(&j);
+    } else if (pin) {
+        printf("%s: pinned for %s until %s; %s%s\n", image, tenant, until,
+               cmd.result ? buf_state_name(cmd.result) : "not in the buffer yet: ",
+               cmd.result ? "" : text[0] ? text : "it is retried");
+    } else {
+        printf("%s: unpinned for %s\n", image, tenant);
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* ---- GET_STATS ---------------------------------------------------------- */
 
 static void
@@ -939,6 +1035,7 @@ cmd_stats(struct ctl *c, int argc, char **argv)
     };
     CLEANUP_FREE uint8_t *out = NULL;
     struct ppf_prom_stats s;
+    struct ppf_prom_usage u;
     struct ppf_cmd cmd = { .opcode = PPF_OP_GET_STATS };
     uint32_t cap;
     double ratio = 0;
@@ -968,9 +1065,12 @@ cmd_stats(struct ctl *c, int argc, char **argv)
         return 1;
     }
     have_ratio = ppf_prom_hit_ratio(&s, &ratio);
+    if ((rc = ctl_usage_get(c, &u)) != 0)
+        return rc;
 
     if (prom) {
         ppf_prom_write(stdout, &s);     /* a write error is caught below */
+        ppf_prom_usage_write(stdout, &u);
     } else if (c->json) {
         struct ppf_json j;
 
@@ -980,10 +1080,13 @@ cmd_stats(struct ctl *c, int argc, char **argv)
             if (s.have[id] && ppf_stat_name(id))
                 ppf_json_u64(&j, ppf_stat_name(id), s.v[id]);
         ppf_json_double(&j, "hit_ratio", ratio);
+        ctl_usage_print_json(&j, &u);
         ppf_json_end_object(&j);
     } else {
         buf_print_stats_text(&s, have_ratio, ratio);
+        ctl_usage_print_text(&u);
     }
+    ppf_prom_usage_free(&u);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "ppfctl: writing the counters: %s\n", strerror(errno));
         return 1;

@@ -6,7 +6,9 @@
  * libvirt's public API and keeps the ppf element in a state file
  * (/var/lib/ppf/pools/NAME.xml, or --pool-dir / $PPF_POOL_DIR);
  * pool-dumpxml puts it back.  The buffer's prepared images appear as the
- * pool's volumes through plugin/pools.c.
+ * pool's volumes through plugin/pools.c; the disks ppf deploys into the
+ * pool are made with the vol-* commands (tools/ppfctl-vol.c), which share
+ * the helpers here (tools/ppfctl-pool.h).
  */
 #include <config.h>
 
@@ -30,6 +32,7 @@
 #include "policy/policy.h"
 #include "ppf/protocol.h"
 #include "tools/pool-xml.h"
+#include "tools/ppfctl-pool.h"
 #include "tools/ppfctl.h"
 
 #ifndef PPF_SCHEMA_DIR
@@ -38,19 +41,6 @@
 
 #define POOL_DEFAULT_URI "qemu:///system"
 #define POOL_ERR_MAX     4096
-
-/* Options of the pool commands (each takes the ones it needs). */
-struct pool_opts {
-    const char *uri;
-    const char *pool_dir;
-    const char *policy;         /* pool-define --policy FILE */
-    int inactive;               /* pool-dumpxml --inactive */
-    int keep_libvirt;           /* pool-undefine --keep-libvirt */
-    const char *arg;            /* FILE or NAME; NULL if none */
-};
-
-enum { OPT_CONNECT = 'c', OPT_POOL_DIR = 'P', OPT_POLICY = 'p', OPT_INACTIVE = 'i',
-       OPT_KEEP = 'k' };
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -62,7 +52,7 @@ pool_virt_quiet(void *opaque, virErrorPtr e)
 }
 
 /* libvirt's last error on one line (its schema errors span several). */
-static const char *
+const char *
 pool_virt_error(void)
 {
     static char buf[1024];
@@ -81,7 +71,7 @@ pool_virt_error(void)
     return buf;
 }
 
-static virConnectPtr
+virConnectPtr
 pool_connect(const struct pool_opts *o)
 {
     virConnectPtr conn;
@@ -94,7 +84,7 @@ pool_connect(const struct pool_opts *o)
     return conn;
 }
 
-static void
+void
 pool_disconnect(virConnectPtr *conn)
 {
     if (*conn)
@@ -102,17 +92,13 @@ pool_disconnect(virConnectPtr *conn)
     *conn = NULL;
 }
 
-#define CLEANUP_CONN __attribute__((cleanup(pool_disconnect)))
-
-static void
+void
 pool_free_pool(virStoragePoolPtr *p)
 {
     if (*p)
         virStoragePoolFree(*p);
     *p = NULL;
 }
-
-#define CLEANUP_POOL __attribute__((cleanup(pool_free_pool)))
 
 static void
 pool_free_policy(struct ppf_policy **p)
@@ -156,12 +142,17 @@ pool_usage_text(const char *cmd)
         return "pool-undefine NAME [--keep-libvirt] [--connect URI] [--pool-dir DIR]";
     if (strcmp(cmd, "pool-list") == 0)
         return "pool-list [--connect URI] [--pool-dir DIR]";
+    if (strcmp(cmd, "vol-create") == 0)
+        return "vol-create POOL VOLUME --image IMAGE [--tenant T] [--mode overlay|copy] "
+               "[--connect URI] [--pool-dir DIR]";
+    if (strcmp(cmd, "vol-delete") == 0)
+        return "vol-delete POOL VOLUME [--keep-disk] [--connect URI] [--pool-dir DIR]";
+    if (strcmp(cmd, "vol-list") == 0)
+        return "vol-list POOL [--connect URI] [--pool-dir DIR]";
     return "pool-refresh [NAME] [--connect URI] [--pool-dir DIR]";
 }
 
-/* Parses argv into o.  allowed: the option letters the command takes;
- * need: 1 the argument is required, 0 optional, -1 none.  0 or 2. */
-static int
+int
 pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opts *o)
 {
     static const struct option opts[] = {
@@ -170,6 +161,10 @@ pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opt
         { "policy", required_argument, NULL, OPT_POLICY },
         { "inactive", no_argument, NULL, OPT_INACTIVE },
         { "keep-libvirt", no_argument, NULL, OPT_KEEP },
+        { "image", required_argument, NULL, OPT_IMAGE },
+        { "tenant", required_argument, NULL, OPT_TENANT },
+        { "mode", required_argument, NULL, OPT_MODE },
+        { "keep-disk", no_argument, NULL, OPT_KEEP_DISK },
         { NULL, 0, NULL, 0 },
     };
     const char *cmd = argv[0], *env = getenv("PPF_POOL_DIR");
@@ -188,13 +183,23 @@ pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opt
         case OPT_POLICY: o->policy = optarg; break;
         case OPT_INACTIVE: o->inactive = 1; break;
         case OPT_KEEP: o->keep_libvirt = 1; break;
+        case OPT_IMAGE: o->image = optarg; break;
+        case OPT_TENANT: o->tenant = optarg; break;
+        case OPT_KEEP_DISK: o->keep_disk = 1; break;
+        case OPT_MODE:
+            if (strcmp(optarg, "overlay") != 0 && strcmp(optarg, "copy") != 0)
+                return usage_error("%s --mode '%s': expected overlay or copy", cmd, optarg);
+            o->mode = strcmp(optarg, "copy") == 0;
+            break;
         }
     }
     if (optind < argc)
         o->arg = argv[optind++];
+    if (need == 2 && optind < argc)
+        o->arg2 = argv[optind++];
     if (optind < argc)
         return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
-    if (need > 0 && !o->arg)
+    if ((need > 0 && !o->arg) || (need == 2 && !o->arg2))
         return usage_error("usage: %s", pool_usage_text(cmd));
     if (need < 0 && o->arg)
         return usage_error("%s: unexpected argument '%s'", cmd, o->arg);
@@ -204,7 +209,7 @@ pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opt
     return 0;
 }
 
-static int
+int
 pool_check_name(const char *cmd, const char *name)
 {
     if (!ppf_name_ok(name))
@@ -213,9 +218,7 @@ pool_check_name(const char *cmd, const char *name)
     return 0;
 }
 
-/* Loads the state of ppf pool name.  0; 1 error (reported); with
- * missing_ok, -2 if there is none. */
-static int
+int
 pool_load(const struct pool_opts *o, const char *name, struct ppf_pool_conf *conf,
           int missing_ok)
 {
@@ -250,9 +253,7 @@ pool_load(const struct pool_opts *o, const char *name, struct ppf_pool_conf *con
     return 0;
 }
 
-/* Looks up the libvirt pool of conf; NULL with *why set if it is missing
- * (why "missing") or not the one ppf defined ("foreign"). */
-static virStoragePoolPtr
+virStoragePoolPtr
 pool_lookup(virConnectPtr conn, const struct ppf_pool_conf *conf, const char **why)
 {
     virStoragePoolPtr p = virStoragePoolLookupByName(conn, conf->name);
@@ -272,7 +273,7 @@ pool_lookup(virConnectPtr conn, const struct ppf_pool_conf *conf, const char **w
     return p;
 }
 
-static void
+void
 pool_report_lookup(const struct ppf_pool_conf *conf, const char *why)
 {
     if (strcmp(why, "missing") == 0)
@@ -283,6 +284,17 @@ pool_report_lookup(const struct ppf_pool_conf *conf, const char *why)
         fprintf(stderr, "ppfctl: libvirt's pool %s is not the one ppf defined (its uuid is "
                 "not %s); ppfctl pool-undefine %s forgets ppf's part\n", conf->name,
                 conf->uuid, conf->name);
+}
+
+void
+pool_libvirt_target(virStoragePoolPtr pool, struct ppf_pool_conf *conf)
+{
+    CLEANUP_FREE char *xml = virStoragePoolGetXMLDesc(pool, 0);
+    struct ppf_pool_conf lv = *conf;
+    char err[POOL_ERR_MAX], type[32];
+
+    if (xml && ppf_pool_xml_libvirt_facts(xml, &lv, type, sizeof type, err, sizeof err) == 0)
+        snprintf(conf->target, sizeof conf->target, "%s", lv.target);
 }
 
 /* ---- pool-define -------------------------------------------------------- */
@@ -374,8 +386,7 @@ pool_get_policy(struct ctl *c, const struct pool_opts *o, struct ppf_policy **p)
     return 0;
 }
 
-/* mkdir -p dir (mode 0755); 0 or -1 with errno. */
-static int
+int
 pool_mkdirs(const char *dir)
 {
     char buf[PATH_MAX], c;
@@ -607,12 +618,13 @@ pool_count_files(const char *dir)
 static int
 pool_undefine(struct ctl *c, const struct pool_opts *o)
 {
-    char err[POOL_ERR_MAX], state[PATH_MAX], type[32];
+    char err[POOL_ERR_MAX], state[PATH_MAX];
     CLEANUP_CONN virConnectPtr conn = NULL;
     CLEANUP_POOL virStoragePoolPtr pool = NULL;
-    struct ppf_pool_conf conf, lv;
+    struct ppf_pool_conf conf;
     struct ppf_pools_result res = { 0 };
     const char *why = NULL, *dir;
+    unsigned records = 0;
     long left;
     int r, libvirt_done = 0;
 
@@ -624,12 +636,7 @@ pool_undefine(struct ctl *c, const struct pool_opts *o)
     dir = conf.target;
     pool = pool_lookup(conn, &conf, &why);
     if (pool) {
-        CLEANUP_FREE char *xml = virStoragePoolGetXMLDesc(pool, 0);
-
-        lv = conf;
-        if (xml && ppf_pool_xml_libvirt_facts(xml, &lv, type, sizeof type, err,
-                                              sizeof err) == 0)
-            snprintf(conf.target, sizeof conf.target, "%s", lv.target);
+        pool_libvirt_target(pool, &conf);
     } else if (strcmp(why, "foreign") == 0) {
         fprintf(stderr, "ppfctl: warning: libvirt's pool %s is not the one ppf defined; "
                 "leaving it and its directory alone\n", conf.name);
@@ -666,6 +673,9 @@ pool_undefine(struct ctl *c, const struct pool_opts *o)
                 strerror(errno));
         return 1;
     }
+    /* the hook must no longer take the disks for ppf's; they stay */
+    if (vol_forget_all(o, conf.name, &records) < 0)
+        return 1;
     left = dir ? pool_count_files(dir) : -1;
     if (c->json) {
         struct ppf_json j;
@@ -676,6 +686,7 @@ pool_undefine(struct ctl *c, const struct pool_opts *o)
         ppf_json_bool(&j, "undefined", 1);
         ppf_json_bool(&j, "libvirt_undefined", libvirt_done);
         ppf_json_u64(&j, "links_removed", res.removed);
+        ppf_json_u64(&j, "volume_records_removed", records);
         if (left >= 0)
             ppf_json_u64(&j, "files_left", (uint64_t)left);
         ppf_json_end_object(&j);
@@ -685,6 +696,8 @@ pool_undefine(struct ctl *c, const struct pool_opts *o)
                libvirt_done ? "" : pool ? " for ppf (libvirt's pool kept)" :
                " for ppf (libvirt's pool was gone already)", res.removed,
                res.removed == 1 ? "" : "s");
+        if (records)
+            printf("; %u volume record%s removed", records, records == 1 ? "" : "s");
         if (left > 0)
             printf("; %s keeps %ld file%s (ppf never deletes disks)", dir, left,
                    left == 1 ? "" : "s");

@@ -39,8 +39,16 @@ usage(FILE *fp)
 "         [--domain UUID]  create the disk PATH from the buffer (fetching on a miss)\n"
 "  release UUID        unpin what domain UUID's deploys pinned\n"
 "  evict IMAGE [--tenant T]  drop IMAGE from the buffer (admin)\n"
+"  pin IMAGE [--tenant T] [--until WHEN]\n"
+"                            keep IMAGE prepared, never evicted (admin; persisted)\n"
+"  unpin IMAGE [--tenant T]  undo ppfctl pin (admin)\n"
+"  explain IMAGE [--tenant T]\n"
+"                            why IMAGE is or is not in the buffer now\n"
 "  buffer              the buffer's entries: image, tenant, size, state, pins, hits\n"
-"  stats [--prometheus]  deploy and buffer counters, hit ratio\n"
+"  stats [--prometheus]  deploy and buffer counters, hit ratio; usage per tenant\n"
+"                      and image: outcomes, mean wait, time saved, bytes wasted\n"
+"  events [--follow] [--since SEQ] [--limit N]\n"
+"                      the operations log: what the peripheral did and why\n"
 "  table               the Image Prediction Table: patterns and the images they rank\n"
 "  event KIND IMAGE [--tenant T] [--domain UUID] [--time EPOCH-SECONDS]\n"
 "                      tell the learning engine about host history (KIND: defined,\n"
@@ -50,8 +58,12 @@ usage(FILE *fp)
 "  pool-list           ppf pools: libvirt state, prepared images, disks, quota\n"
 "  pool-refresh [NAME]  show the buffer's ready images as the pools' volumes now\n"
 "  pool-undefine NAME [--keep-libvirt]  remove a ppf pool (never its disks)\n"
-"                      pool-* take --connect URI (default qemu:///system) and\n"
-"                      --pool-dir DIR (default $PPF_POOL_DIR, /var/lib/ppf/pools)\n"
+"  vol-create POOL VOLUME --image IMAGE [--tenant T] [--mode overlay|copy]\n"
+"                      a disk in a ppf pool, deployed from IMAGE at its first start\n"
+"  vol-delete POOL VOLUME [--keep-disk]  remove the volume and its disk\n"
+"  vol-list POOL       the pool's volumes: image, tenant, placeholder or deployed\n"
+"                      pool-* and vol-* take --connect URI (default qemu:///system)\n"
+"                      and --pool-dir DIR (default $PPF_POOL_DIR, /var/lib/ppf/pools)\n"
 "  replay TRACE [--policy F] [--algorithm A] [--capacity SIZE] [--bandwidth RATE]\n"
 "         [--baselines lru,belady,oracle] [--plot F.svg]  evaluate the predictor offline\n"
 "         [--hosts N [--federation] [--federation-interval S] [--split tenant|request]]\n"
@@ -427,6 +439,10 @@ main(int argc, char **argv)
         r = cmd_release(&c, argc, argv);
     else if (strcmp(argv[0], "evict") == 0)
         r = cmd_evict(&c, argc, argv);
+    else if (strcmp(argv[0], "pin") == 0 || strcmp(argv[0], "unpin") == 0)
+        r = cmd_pin(&c, argc, argv);
+    else if (strcmp(argv[0], "explain") == 0)
+        r = cmd_explain(&c, argc, argv);
     else if (strcmp(argv[0], "buffer") == 0)
         r = cmd_buffer(&c, argc, argv);
     else if (strcmp(argv[0], "stats") == 0)
@@ -437,15 +453,19 @@ main(int argc, char **argv)
         r = cmd_table(&c, argc, argv);
     else if (strcmp(argv[0], "event") == 0)
         r = cmd_event(&c, argc, argv);
+    else if (strcmp(argv[0], "events") == 0)
+        r = cmd_events(&c, argc, argv);
     else if (strcmp(argv[0], "federation") == 0)
         r = cmd_federation(&c, argc, argv);
     else if (strncmp(argv[0], "pool-", 5) == 0)
         r = cmd_pool(&c, argc, argv);
+    else if (strncmp(argv[0], "vol-", 4) == 0)
+        r = cmd_vol(&c, argc, argv);
     else if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         r = 0;
     } else
-        return usage_error("unknown command '%s' (commands: status, nop, policy, prefetch, deploy, release, evict, buffer, stats, table, event, replay, pool-define, pool-dumpxml, pool-list, pool-refresh, pool-undefine, help)", argv[0]);
+        return usage_error("unknown command '%s' (commands: status, nop, policy, prefetch, deploy, release, evict, pin, unpin, explain, buffer, stats, events, table, event, replay, pool-define, pool-dumpxml, pool-list, pool-refresh, pool-undefine, vol-create, vol-delete, vol-list, help)", argv[0]);
     ctl_disconnect(&c);
     return r;
 }

@@ -36,18 +36,42 @@ int ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_wr
 /* Reports a malformed answer to op. */
 void ctl_malformed(const char *obj, unsigned op);
 
+/* Formatting shared by the command files (tools/ppfctl-buffer.c):
+ * "1.5 GiB", "3.1 ms", and a PPF_OUTCOME_* as "hit", "in-flight", "miss",
+ * "fallback". */
+void buf_fmt_size(uint64_t v, char *buf, size_t len);
+void buf_fmt_us(uint64_t us, char *buf, size_t len);
+const char *buf_outcome_name(uint32_t o);
+
+/* USAGE (§5.9) on c's pair, for ppfctl stats (tools/ppfctl-events.c): *u
+ * filled and sorted (free it with ppf_prom_usage_free; u->have 0 if the
+ * peripheral predates USAGE).  0, or 1 (reported). */
+struct ppf_prom_usage;
+struct ppf_json;
+int ctl_usage_get(struct ctl *c, struct ppf_prom_usage *u);
+/* The tenants' table, then the images', after the counters. */
+void ctl_usage_print_text(const struct ppf_prom_usage *u);
+/* "tenants": [...], "images": [...] into the open object. */
+void ctl_usage_print_json(struct ppf_json *j, const struct ppf_prom_usage *u);
+
 int cmd_policy(struct ctl *c, int argc, char **argv);
 int cmd_prefetch(struct ctl *c, int argc, char **argv);
 int cmd_deploy(struct ctl *c, int argc, char **argv);
 int cmd_release(struct ctl *c, int argc, char **argv);
 int cmd_evict(struct ctl *c, int argc, char **argv);
+/* pin and unpin (argv[0] names it) */
+int cmd_pin(struct ctl *c, int argc, char **argv);
+int cmd_explain(struct ctl *c, int argc, char **argv);
 int cmd_buffer(struct ctl *c, int argc, char **argv);
 int cmd_stats(struct ctl *c, int argc, char **argv);
 int cmd_replay(struct ctl *c, int argc, char **argv);
 int cmd_table(struct ctl *c, int argc, char **argv);
 int cmd_event(struct ctl *c, int argc, char **argv);
 int cmd_federation(struct ctl *c, int argc, char **argv);
+int cmd_events(struct ctl *c, int argc, char **argv);
 /* pool-define, pool-dumpxml, pool-undefine, pool-list (argv[0] names it) */
 int cmd_pool(struct ctl *c, int argc, char **argv);
+/* vol-create, vol-delete, vol-list: disks of ppf pools (argv[0] names it) */
+int cmd_vol(struct ctl *c, int argc, char **argv);
 
 #endif /* PPF_TOOLS_PPFCTL_H */

@@ -306,7 +306,30 @@ enum ppf_buffer_attr {
     PPF_A_U_SAVED_US = 94,      /* u64: sum over deploys */
     PPF_A_U_PREFETCH_BYTES = 95,/* u64 */
     PPF_A_U_WASTED_BYTES = 96,  /* u64: prefetched, evicted unused */
-    /* 104..127: EXPLAIN output (§5.9) */
+    /* EXPLAIN (§5.9) input: IMAGE, TENANT.  Output: STATE (0 absent), SIZE,
+     * PINS, HITS, DIGEST of the entry if any, then the X_* below; numbers
+     * that are not counts are decimal strings ("0.83", "1.2e-12") */
+    PPF_A_X_HOLD = 104,         /* str, repeated: "pin until never", "schedule ..." */
+    PPF_A_X_STALE = 105,        /* u32: 1 = the entry's version is no longer the store's */
+    PPF_A_X_QUOTA = 106,        /* u64: the tenant's quota (0 = the whole buffer) */
+    PPF_A_X_QUOTA_USED = 107,   /* u64: bytes charged to the tenant */
+    PPF_A_X_CAPACITY = 108,     /* u64 */
+    PPF_A_X_USED = 109,         /* u64: bytes charged in the whole buffer */
+    PPF_A_X_VALUE = 110,        /* str: the engine's value of the image per byte */
+    PPF_A_X_FLOOR = 111,        /* str: lowest value per byte of what could be evicted */
+    PPF_A_X_MODEL = 112,        /* str: starts a model's group */
+    PPF_A_X_PROB = 113,         /* str: its probability of a request within the horizon */
+    PPF_A_X_ETA = 114,          /* str: s until the request it expects ("inf") */
+    PPF_A_X_MVALUE = 115,       /* str: its discounted value 0..1 */
+    PPF_A_X_WEIGHT = 116,       /* str: the precision its opinion is weighed by */
+    PPF_A_X_SCHEDULE = 117,     /* str, repeated: a schedule of the image and its next window */
+    PPF_A_X_LAST_EVICT = 118,   /* str: the last eviction or purge of the image, and why */
+    PPF_A_X_PAUSED = 119,       /* str: why prefetching it is paused, and until when */
+    PPF_A_X_TABLE = 120,        /* str, repeated: "KEY: score S" rows that rank it */
+    PPF_A_X_KNOWN = 121,        /* u32: 1 = the engine has seen the image */
+    PPF_A_X_PROBABILITY = 122,  /* str: the engine's combined probability */
+    PPF_A_X_LAST_PREFETCH = 123,/* str: the last prefetch of the image, and why */
+    PPF_A_X_CONCURRENT = 124,   /* str: "N of M" prefetches in flight of prefetch.concurrent */
 };
 
 /* §5.9 kinds of operations-log records. */
@@ -342,7 +365,9 @@ int ppf_name_ok(const char *s);
 /* 1 if s is a UUID (8-4-4-4-12 hex digits), else 0. */
 int ppf_uuid_ok(const char *s);
 
-enum ppf_entry_state { PPF_ENTRY_INFLIGHT = 1, PPF_ENTRY_READY = 2, PPF_ENTRY_FAILED = 3 };
+enum ppf_entry_state { PPF_ENTRY_INFLIGHT = 1, PPF_ENTRY_READY = 2, PPF_ENTRY_FAILED = 3,
+                       PPF_ENTRY_STALE = 4 /* BUFFER_LIST: prepared from a version the store
+                                            * no longer holds; kept for disks, never served */ };
 enum ppf_deploy_outcome { PPF_OUTCOME_HIT = 0, PPF_OUTCOME_INFLIGHT = 1, PPF_OUTCOME_MISS = 2,
                           PPF_OUTCOME_FALLBACK = 3 /* deployed on the host (EVENT DEPLOY) */ };
 
@@ -441,7 +466,7 @@ enum ppf_predict_stat {
     PPF_STAT_PREDICTED = 58,    /* prefetches the predictor started */
     PPF_STAT_PREDICTED_HITS = 59,   /* deploys served from those */
     PPF_STAT_PREDICTED_WASTED = 60, /* ... evicted unused */
-    PPF_STAT_HINTS = 61,        /* prefetches started for a DEFINED event */
+    PPF_STAT_HINTS = 61,        /* prefetches started for a DEFINED event or a schedule */
     PPF_STAT_TABLE_ROWS = 62,
     PPF_STAT_STORE_SAVES = 63,  /* pattern store written */
     PPF_STAT_PREDICT__MAX

@@ -1,9 +1,12 @@
 /* Unit tests of hooks/domxml.c: finding ppf:deploy in a domain XML, the
  * disk it names, and refusing bad metadata, DOCTYPE/entity tricks,
- * oversized and non-UTF-8 input.  Domain XMLs live in tests/hook-data/
+ * oversized and non-UTF-8 input; listing volume disks (ppf pools) and the
+ * quick pool scan; and of hooks/volrec.c, the volume records of ppf pools
+ * (format, parsing, loading).  Domain XMLs live in tests/hook-data/
  * ($top_srcdir, set by the test harness). */
 #include <config.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "hooks/hook.h"
+#include "hooks/volrec.h"
 #include "ppf/protocol.h"
 
 /* Reads tests/hook-data/NAME into a new buffer. */
@@ -205,6 +210,222 @@ test_garbage(void **state)
     assert_int_equal(ppf_uuid_ok("6f1c2b9e-3a4d-4e5f-8a9b-0c1d2e3f4a5"), 0);
 }
 
+/* Parses NAME with its volume disks into dom (free it). */
+static int
+parse_full(const char *name, struct ppf_hook_domain *dom, char *err)
+{
+    size_t len;
+    char *buf = load(name, &len);
+    int rc = ppf_hook_parse_domain_full(buf, len, dom, err, PPF_HOOK_ERR_MAX);
+
+    free(buf);
+    return rc;
+}
+
+static void
+test_volume_disks(void **state)
+{
+    struct ppf_hook_domain dom;
+    struct ppf_hook_deploy d;
+    char err[PPF_HOOK_ERR_MAX];
+
+    (void)state;
+    assert_int_equal(parse_full("volume-disks.xml", &dom, err), 0);
+    assert_int_equal(dom.has_deploy, 0);
+    assert_string_equal(dom.uuid, "6864a9e0-36c1-49b8-915c-9a739b055cc0");
+    /* not the cdrom, not the pool that is no ppf name, not the file disk */
+    assert_int_equal(dom.nvols, 3);
+    assert_string_equal(dom.vols[0].pool, "gold");
+    assert_string_equal(dom.vols[0].volume, "vm2-root");
+    assert_string_equal(dom.vols[0].dev, "vda");
+    assert_string_equal(dom.vols[0].format, "qcow2");
+    /* device defaults to disk; no driver type */
+    assert_string_equal(dom.vols[1].volume, "vm2-data");
+    assert_string_equal(dom.vols[1].format, "");
+    assert_string_equal(dom.vols[2].volume, "web.raw");
+    assert_string_equal(dom.vols[2].format, "raw");
+    ppf_hook_domain_free(&dom);
+    ppf_hook_domain_free(&dom);         /* twice is fine */
+    /* the metadata-only parse does not look at it: no ppf namespace */
+    assert_int_equal(parse("volume-disks.xml", &d, err), 0);
+
+    assert_int_equal(parse_full("volume-and-metadata.xml", &dom, err), 0);
+    assert_int_equal(dom.has_deploy, 1);
+    assert_string_equal(dom.deploy.image, "debian-12");
+    assert_string_equal(dom.deploy.target, "/var/lib/libvirt/images/vm3.qcow2");
+    assert_string_equal(dom.deploy.uuid, dom.uuid);
+    assert_int_equal(dom.nvols, 1);
+    assert_string_equal(dom.vols[0].volume, "vm3-data");
+    ppf_hook_domain_free(&dom);
+
+    /* no uuid: listed, the hook refuses to deploy without one */
+    assert_int_equal(parse_full("volume-no-uuid.xml", &dom, err), 0);
+    assert_string_equal(dom.uuid, "");
+    assert_int_equal(dom.nvols, 1);
+    ppf_hook_domain_free(&dom);
+
+    /* bad metadata still fails the full parse, the list is freed */
+    assert_int_equal(parse_full("bad-mode.xml", &dom, err), -1);
+    assert_non_null(strstr(err, "expected overlay or copy"));
+    ppf_hook_domain_free(&dom);
+    assert_int_equal(ppf_hook_parse_domain_full("", 0, &dom, err, sizeof err), 0);
+    assert_int_equal(dom.nvols, 0);
+}
+
+static void
+test_next_pool(void **state)
+{
+    static const char xml[] = "<disk type='volume'><source pool='gold' volume='a'/>"
+                              "<source pool=\"silver\" volume='b'/><x pool=bare/>"
+                              "<source pool='no/name' volume='c'/><source pool='' />"
+                              "<source pool='last";
+    char name[PPF_HOOK_NAME_MAX + 1];
+    size_t off = 0, len = strlen(xml);
+
+    (void)state;
+    assert_int_equal(ppf_hook_next_pool(xml, len, &off, name, sizeof name), 1);
+    assert_string_equal(name, "gold");
+    assert_int_equal(ppf_hook_next_pool(xml, len, &off, name, sizeof name), 1);
+    assert_string_equal(name, "silver");
+    assert_int_equal(ppf_hook_next_pool(xml, len, &off, name, sizeof name), 0);
+    assert_int_equal(off, len);
+    assert_int_equal(ppf_hook_next_pool(xml, len, &off, name, sizeof name), 0);
+    /* a name longer than the buffer is skipped, not cut */
+    off = 0;
+    assert_int_equal(ppf_hook_next_pool("pool='abcdefgh'", 15, &off, name, 4), 0);
+}
+
+/* Parses text as a record; returns the result, r and err filled. */
+static int
+rec(const char *text, struct ppf_volrec *r, char *err)
+{
+    return ppf_volrec_parse(text, strlen(text), r, err, PPF_HOOK_ERR_MAX);
+}
+
+static void
+expect_rec_error(const char *text, const char *needle)
+{
+    struct ppf_volrec r;
+    char err[PPF_HOOK_ERR_MAX] = "";
+
+    assert_int_equal(rec(text, &r, err), -1);
+    if (!strstr(err, needle))
+        fail_msg("record '%s': message '%s' lacks '%s'", text, err, needle);
+    assert_null(strchr(err, '\n'));
+}
+
+static void
+test_volrec(void **state)
+{
+    struct ppf_volrec r, back;
+    char err[PPF_HOOK_ERR_MAX], text[PPF_VOLREC_MAX];
+    char big[PPF_VOLREC_MAX + 10];
+    int n;
+
+    (void)state;
+    assert_int_equal(rec("image web\ntenant acme\nmode overlay\n"
+                         "target /pool/target/vm1\n", &r, err), 0);
+    assert_string_equal(r.image, "web");
+    assert_string_equal(r.tenant, "acme");
+    assert_int_equal(r.mode, PPF_VOLREC_OVERLAY);
+    assert_string_equal(r.target, "/pool/target/vm1");
+    /* defaults; comments, blank lines, spaces, CRLF and no final newline */
+    assert_int_equal(rec("# made by hand\r\n\n  image   web  \r\ntarget\t/p/v", &r, err), 0);
+    assert_string_equal(r.tenant, "default");
+    assert_int_equal(r.mode, -1);
+    assert_string_equal(r.target, "/p/v");
+    assert_int_equal(rec("image w\nmode copy\ntarget /p/v\n", &r, err), 0);
+    assert_int_equal(r.mode, PPF_VOLREC_COPY);
+
+    expect_rec_error("image web\ncolour blue\ntarget /p/v\n", "line 2: unknown key 'colour'");
+    expect_rec_error("image web\nimage web\ntarget /p/v\n", "line 2: image is given twice");
+    expect_rec_error("image ../web\ntarget /p/v\n", "line 1: image '../web' is not a name");
+    expect_rec_error("image web\ntenant a/b\ntarget /p/v\n", "tenant 'a/b' is not a name");
+    expect_rec_error("image web\nmode fast\ntarget /p/v\n", "mode 'fast': expected overlay");
+    expect_rec_error("image web\ntarget p/v\n", "target 'p/v' is not an absolute path");
+    expect_rec_error("image web\ntarget /p/\tv\n", "is not an absolute path");
+    expect_rec_error("image web\n", "no target line");
+    expect_rec_error("target /p/v\n", "no image line");
+    expect_rec_error("image\ntarget /p/v\n", "line 1: 'image' has no value");
+    expect_rec_error("", "no image line");
+    assert_int_equal(ppf_volrec_parse("image w\0x\ntarget /p\n", 17, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "NUL"));
+    memset(big, '#', sizeof big);
+    assert_int_equal(ppf_volrec_parse(big, sizeof big, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than"));
+
+    /* format and parse agree, with and without a mode */
+    assert_int_equal(rec("image web\ntenant acme\nmode copy\ntarget /p/v\n", &r, err), 0);
+    n = ppf_volrec_format(&r, text, sizeof text);
+    assert_true(n > 0);
+    assert_string_equal(text, "image web\ntenant acme\nmode copy\ntarget /p/v\n");
+    assert_int_equal(rec(text, &back, err), 0);
+    assert_memory_equal(&r, &back, sizeof r);
+    r.mode = -1;
+    assert_true(ppf_volrec_format(&r, text, sizeof text) > 0);
+    assert_null(strstr(text, "mode"));
+    assert_int_equal(ppf_volrec_format(&r, text, 8), -1);
+
+    assert_int_equal(ppf_volrec_name_ok("vm1-root.qcow2"), 1);
+    assert_int_equal(ppf_volrec_name_ok("web.raw"), 0);
+    assert_int_equal(ppf_volrec_name_ok(".raw"), 0);
+    assert_int_equal(ppf_volrec_name_ok("a/b"), 0);
+    assert_int_equal(ppf_volrec_is_prepared("web.raw"), 1);
+    assert_int_equal(ppf_volrec_is_prepared(".raw"), 0);
+    assert_int_equal(ppf_volrec_is_prepared("web.raw2"), 0);
+    assert_int_equal(ppf_volrec_path("/d", "gold", "vm1", text, sizeof text), 0);
+    assert_string_equal(text, "/d/gold.volumes/vm1");
+    assert_int_equal(ppf_volrec_pool_state("/d", "gold", text, sizeof text), 0);
+    assert_string_equal(text, "/d/gold.xml");
+    assert_int_equal(ppf_volrec_dir("/d", "gold", text, 8), -1);
+}
+
+static void
+test_volrec_load(void **state)
+{
+    char dir[] = "/tmp/test-volrec-XXXXXX", path[256], link[256], err[PPF_HOOK_ERR_MAX];
+    struct ppf_volrec r;
+    FILE *fp;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/vm1", dir);
+    snprintf(link, sizeof link, "%s/vm2", dir);
+    assert_int_equal(ppf_volrec_load(path, &r, err, sizeof err), 0);      /* none */
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("image web\ntarget /p/vm1\n", fp);
+    fclose(fp);
+    assert_int_equal(ppf_volrec_load(path, &r, err, sizeof err), 1);
+    assert_string_equal(r.image, "web");
+    /* a symbolic link is not followed */
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(ppf_volrec_load(link, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, link));
+    unlink(link);
+    /* a directory, and a bad record, name the file */
+    assert_int_equal(mkdir(link, 0700), 0);
+    assert_int_equal(ppf_volrec_load(link, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    rmdir(link);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("image web\n", fp);
+    fclose(fp);
+    assert_int_equal(ppf_volrec_load(path, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "no target line"));
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+    /* $PPF_POOL_DIR, if absolute */
+    setenv("PPF_POOL_DIR", "relative", 1);
+    assert_string_equal(ppf_volrec_pool_dir(), PPF_VOLREC_POOL_DIR);
+    setenv("PPF_POOL_DIR", "/srv/pools", 1);
+    assert_string_equal(ppf_volrec_pool_dir(), "/srv/pools");
+    unsetenv("PPF_POOL_DIR");
+    assert_string_equal(ppf_volrec_pool_dir(), PPF_VOLREC_POOL_DIR);
+}
+
 int
 main(void)
 {
@@ -218,6 +439,10 @@ main(void)
         cmocka_unit_test(test_non_utf8),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_volume_disks),
+        cmocka_unit_test(test_next_pool),
+        cmocka_unit_test(test_volrec),
+        cmocka_unit_test(test_volrec_load),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
