@@ -390,6 +390,15 @@ ppf_window_check(const struct ppf_regs *r, uint64_t win_size, char *why, size_t 
 }
 
 int
+ppf_has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return 1;
+    return 0;
+}
+
+int
 ppf_name_ok(const char *s)
 {
     size_t n = strlen(s);

@@ -244,15 +244,6 @@ dx_copy(char *dst, size_t cap, const char *v)
     return 0;
 }
 
-static int
-dx_has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return 1;
-    return 0;
-}
-
 /* Reads the attributes of the ppf:deploy element into d.  0 or -1. */
 static int
 dx_deploy_attrs(xmlNode *el, struct ppf_hook_deploy *d, char *err, size_t errlen)
@@ -309,7 +300,7 @@ dx_deploy_attrs(xmlNode *el, struct ppf_hook_deploy *d, char *err, size_t errlen
                 bad = 1;
             }
         } else if (strcmp(name, "disk") == 0) {
-            if (!v[0] || dx_has_control(v) || dx_copy(d->dev, sizeof d->dev, v) < 0) {
+            if (!v[0] || ppf_has_control(v) || dx_copy(d->dev, sizeof d->dev, v) < 0) {
                 dx_err(err, errlen, "ppf:deploy disk='%s' is not a disk target name "
                        "(such as vda)", dx_quote(v, q, sizeof q));
                 bad = 1;
@@ -368,7 +359,7 @@ dx_find_disk(xmlNode *root, struct ppf_hook_deploy *d, char *err, size_t errlen)
                 dx_err(err, errlen, "disk %s has no <source file=...>; say where the disk "
                        "is to be created", dx_quote(dev ? dev : "?", q, sizeof q));
                 rc = -1;
-            } else if (file[0] != '/' || dx_has_control(file) ||
+            } else if (file[0] != '/' || ppf_has_control(file) ||
                        dx_copy(d->target, sizeof d->target, file) < 0) {
                 dx_err(err, errlen, "disk %s: source file '%s' is not an absolute path of at "
                        "most %d bytes", dx_quote(dev ? dev : "?", q, sizeof q), file,
@@ -484,9 +475,9 @@ dx_find_vols(xmlNode *root, struct ppf_hook_domain *dom, char *err, size_t errle
             memset(v, 0, sizeof *v);
             dx_copy(v->pool, sizeof v->pool, pool);
             dx_copy(v->volume, sizeof v->volume, vol);
-            if (dev && !dx_has_control(dev))
+            if (dev && !ppf_has_control(dev))
                 dx_copy(v->dev, sizeof v->dev, dev);
-            if (fmt && (dx_has_control(fmt) || dx_copy(v->format, sizeof v->format, fmt) < 0))
+            if (fmt && (ppf_has_control(fmt) || dx_copy(v->format, sizeof v->format, fmt) < 0))
                 snprintf(v->format, sizeof v->format, "?");     /* not one ppf makes */
         }
         DX_FREE(type);

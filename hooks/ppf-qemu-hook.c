@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "hooks/domcache.h"
 #include "hooks/hook.h"
 #include "hooks/volrec.h"
 #include "ppf/ppf.h"
@@ -884,8 +885,16 @@ main(int argc, char **argv)
     if (!ppf_hook_maybe_ppf(xml, len) && !hook_maybe_volumes(h.pool_dir, xml, len))
         return 0;               /* not ppf's: no parse */
 
-    rc = ppf_hook_parse_domain_full(xml, len, &dom, err, sizeof err);
-    ppf_hook_xml_cleanup();
+    /* the same domain XML parsed before: no libxml2 at all */
+    if (ppf_hook_cache_load(ppf_hook_cache_dir(), xml, len, &dom) == 1) {
+        rc = 0;
+    } else {
+        ppf_hook_domain_free(&dom);
+        rc = ppf_hook_parse_domain_full(xml, len, &dom, err, sizeof err);
+        ppf_hook_xml_cleanup();
+        if (rc == 0)
+            ppf_hook_cache_store(ppf_hook_cache_dir(), xml, len, &dom);
+    }
     if (rc < 0) {
         hook_fail(&h, "%s%s%s", prepare ? "" : argv[2], prepare ? "" : ": ", err);
         rc = prepare;           /* release and reconnect never fail */

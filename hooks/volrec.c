@@ -79,15 +79,6 @@ ppf_volrec_pool_state(const char *pool_dir, const char *pool, char *buf, size_t 
     return vr_fits(snprintf(buf, len, "%s/%s.xml", pool_dir, pool), len);
 }
 
-static int
-vr_has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return 1;
-    return 0;
-}
-
 /* Stores one "KEY VALUE" line into r; seen tracks repeated keys.  0 or -1. */
 static int
 vr_line(const char *key, const char *v, struct ppf_volrec *r, unsigned *seen, unsigned line,
@@ -130,7 +121,7 @@ vr_line(const char *key, const char *v, struct ppf_volrec *r, unsigned *seen, un
         }
         return 0;
     default:
-        if (v[0] != '/' || vr_has_control(v) || strlen(v) > PPF_VOLREC_PATH_MAX) {
+        if (v[0] != '/' || ppf_has_control(v) || strlen(v) > PPF_VOLREC_PATH_MAX) {
             vr_err(err, errlen, "line %u: target '%.64s' is not an absolute path of at most "
                    "%d bytes", line, v, PPF_VOLREC_PATH_MAX);
             return -1;

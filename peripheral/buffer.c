@@ -339,12 +339,30 @@ model_evicted(void *ctx, const struct ppf_buf_entry *me, double now)
     entry_drop(b, e, 1);
 }
 
+/* Finishes a file written through fp at tmp: flushed, fsync'd, closed and
+ * renamed onto path (atomic); on failure tmp is removed.  0 or -1. */
+static int
+file_commit(FILE *fp, const char *tmp, const char *path)
+{
+    int r = 0;
+
+    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
+        r = -1;
+    if (fclose(fp) != 0)
+        r = -1;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
 static int
 meta_write(struct ppf_buffer *b, const struct entry *e)
 {
     char meta[PATH_MAX], tmp[PATH_MAX + 16];
     FILE *fp;
-    int fd, r = 0;
+    int fd;
 
     entry_meta_path(e->path, meta);
     snprintf(tmp, sizeof tmp, "%s.tmp", meta);
@@ -353,16 +371,8 @@ meta_write(struct ppf_buffer *b, const struct entry *e)
         return -1;
     fprintf(fp, "%s\nimage %s\nowner %s\nsize %" PRIu64 "\ndigest %s\nprefetched %d\n",
             META_MAGIC, e->image, e->owner, e->size, e->digest, e->prefetched);
-    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
-        r = -1;
-    if (fclose(fp) != 0)
-        r = -1;
-    if (r == 0 && rename(tmp, meta) < 0)
-        r = -1;
-    if (r < 0) {
-        unlink(tmp);
+    if (file_commit(fp, tmp, meta) < 0)
         return -1;
-    }
     snprintf(tmp, sizeof tmp, "%s/entries/%s", b->root, e->owner);
     fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
@@ -1263,7 +1273,6 @@ record_write(struct ppf_buffer *b, const char *kind, const char *name, const cha
 {
     char path[PATH_MAX], tmp[PATH_MAX + 16];
     FILE *fp;
-    int r = 0;
 
     snprintf(path, sizeof path, "%s/%s/%s", b->root, kind, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -1292,15 +1301,7 @@ record_write(struct ppf_buffer *b, const char *kind, const char *name, const cha
         entry_key(e, key, sizeof key);
         fprintf(fp, "entry %s/%s\n", e->owner, key);
     }
-    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
-        r = -1;
-    if (fclose(fp) != 0)
-        r = -1;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -1;
-    if (r < 0)
-        unlink(tmp);
-    return r;
+    return file_commit(fp, tmp, path);
 }
 
 static uint64_t
@@ -2215,7 +2216,6 @@ admin_pins_save(struct ppf_buffer *b)
 {
     char path[PATH_MAX], tmp[PATH_MAX + 16];
     FILE *fp;
-    int r = 0;
 
     snprintf(path, sizeof path, "%s/" ADMIN_PINS, b->root);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -2226,15 +2226,7 @@ admin_pins_save(struct ppf_buffer *b)
     for (struct hold *h = b->holds; h; h = h->next)
         if (strcmp(h->source, "pin") == 0)
             fprintf(fp, "pin %s %s %" PRIu64 "\n", h->image, h->tenant, h->until);
-    if (fflush(fp) != 0 || fsync(fileno(fp)) < 0)
-        r = -1;
-    if (fclose(fp) != 0)
-        r = -1;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -1;
-    if (r < 0)
-        unlink(tmp);
-    return r;
+    return file_commit(fp, tmp, path);
 }
 
 /* The pins of the policy and of the administrator (at open and after a

@@ -6,10 +6,16 @@
  * pipeline workers (image/), and served to DEPLOY in O(1) when ready.
  *
  * Layout under buffer.path:
- *   entries/OWNER/IMAGE.raw    the prepared disk (read-only base)
- *   entries/OWNER/IMAGE.meta   its record, written after the .raw is in place
- *   pins/DOMAIN-UUID           entries a running domain uses
+ *   entries/OWNER/KEY.raw      the prepared disk (read-only base); KEY is
+ *                              IMAGE@DIGEST16, the version it was made from
+ *                              (IMAGE alone in buffers made before versions)
+ *   entries/OWNER/KEY.meta     its record, written after the .raw is in place
+ *   pins/DOMAIN-UUID           entries a running domain uses ("entry OWNER/KEY")
  *   refs/HASH                  a non-ephemeral overlay disk and its base
+ *   admin-pins                 the administrator's pins (ppfctl pin)
+ * Two versions of an image may be there at once: a stale one (its store
+ * holds another version, or none) is never served and stays only while a
+ * disk or a domain uses it.
  * A .raw without its .meta (a crash between the two) and any temporary
  * file are partial and removed at open; finished entries are checked and
  * kept.  All of it is touched only by the core's thread, except the

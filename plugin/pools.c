@@ -1,6 +1,6 @@
 /* ppf pools on the libvirt side (see pools.h): the buffer's prepared
  * images as volumes of ppf's dir pools.  A volume is a symbolic link
- * IMAGE.raw -> BUFFER/entries/OWNER/IMAGE.raw: libvirt's dir backend
+ * IMAGE.raw -> BUFFER/entries/OWNER/IMAGE@DIGEST.raw: libvirt's dir backend
  * follows links when it refreshes a pool (checked with libvirt 9.0), so the
  * volume shows the prepared file's size and format, and vol-delete removes
  * only the link.  Links are made and removed relative to a descriptor of

@@ -20,6 +20,50 @@ kvm_usable() {
     [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null
 }
 
+# Skips (77) when an installed ppf hook (make install) would serve the
+# test's domains with the system's peripheral before the test's own runs.
+requires_no_installed_hook() {
+    local h
+    for h in /etc/libvirt/hooks/qemu /etc/libvirt/hooks/qemu.d/*; do
+        [ -e "$h" ] && [ "$(basename "$(readlink -f "$h")")" = ppf-qemu-hook ] &&
+            { echo "$0: skipped: $h is an installed ppf hook; remove it to run this test"; exit 77; }
+    done
+    return 0
+}
+
+# Makes libvirtd rescan its hooks.
+reload_hooks() { kill -HUP "$(pgrep -x libvirtd | head -1)" 2>/dev/null; sleep 1; }
+
+# install_test_hook [VAR=VALUE...]: installs /etc/libvirt/hooks/qemu.d/ppftest-PID,
+# a wrapper (libvirt strips the environment) that runs the built ppf-qemu-hook
+# for this test's domains only (ppftest-PID-*: parallel tests have their own
+# peripherals) with PPF_DEVICE, PPF_POLICY=$T/policy.yaml, the fallback worker
+# and the VAR=VALUE given; it logs each call with its status and stderr to
+# $T/hook-calls.log.  Removed at exit.  Sets $hook.
+install_test_hook() {
+    local env="" kv
+    for kv in "$@"; do env="$env ${kv%%=*}='${kv#*=}'"; done
+    hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
+    mkdir -p /etc/libvirt/hooks/qemu.d
+    cat >"$hook" <<EOT
+#!/bin/sh
+case \$1 in ppftest-$$-*) ;; *) exit 0 ;; esac
+err='$T'/hook-err.\$\$
+PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml'$env \\
+PPF_HOOK_CACHE_DIR='$PPF_HOOK_CACHE_DIR' \\
+PPF_HOOK_FALLBACK='$top_builddir/ppf-qemu-hook-fallback' \\
+    '$top_builddir/ppf-qemu-hook' "\$@" 2>"\$err"
+rc=\$?
+cat "\$err" >&2
+echo "\$1 \$2 \$3 rc=\$rc \$(tr '\n' ' ' <"\$err")" >>'$T/hook-calls.log'
+rm -f "\$err"
+exit \$rc
+EOT
+    chmod 755 "$hook"
+    cleanup_fn "rm -f '$hook'; reload_hooks"
+    reload_hooks
+}
+
 # requires_libvirt: skips the test unless it can run domains on a real libvirtd here.
 requires_libvirt() {
     if [ "$(id -u)" != 0 ]; then

@@ -8,12 +8,7 @@
 . "$top_srcdir/tests/libvirt-functions.sh" || exit 99
 requires_libvirt
 requires qemu-img --version
-# an installed ppf hook (make install) would serve this test's domain with
-# the system's peripheral before ours runs
-for h in /etc/libvirt/hooks/qemu /etc/libvirt/hooks/qemu.d/*; do
-    [ -e "$h" ] && [ "$(basename "$(readlink -f "$h")")" = ppf-qemu-hook ] &&
-        { echo "$0: skipped: $h is an installed ppf hook; remove it to run this test"; exit 77; }
-done
+requires_no_installed_hook
 start_libvirt
 
 T=$tmpdir
@@ -34,19 +29,7 @@ EOT
 start_peripheral ppf0
 ppfctl policy apply "$T/policy.yaml" >/dev/null || fail "policy apply"
 
-# libvirt strips the environment: a wrapper hands the hook our peripheral
-hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
-mkdir -p /etc/libvirt/hooks/qemu.d
-cat >"$hook" <<EOT
-#!/bin/sh
-# only this test's domains: parallel tests have their own peripherals
-case "\$1" in ppftest-$$-*) ;; *) exit 0 ;; esac
-PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml' exec '$top_builddir/ppf-qemu-hook' "\$@"
-EOT
-chmod 755 "$hook"
-reload_hooks() { kill -HUP "$(pgrep -x libvirtd | head -1)" 2>/dev/null; sleep 1; }
-cleanup_fn "rm -f '$hook'; reload_hooks"
-reload_hooks
+install_test_hook
 
 meta='<ppf:deploy xmlns:ppf="urn:ppf:libvirt:1.0" image="tiny"/>'
 define_test_domain ppf "$disks/ppf.qcow2" "$meta"

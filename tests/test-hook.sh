@@ -63,7 +63,7 @@ ${4:+  <metadata>
 EOT
 }
 hook() {    # hook NAME OP XML-FILE: runs the hook as libvirt would
-    env -i LC_ALL=C PATH="$PATH" HOME="${HOME:-/}" PPF_DEVICE="$PPF_DEVICE" \
+    env -i LC_ALL=C PATH="$PATH" PPF_HOOK_CACHE_DIR="$PPF_HOOK_CACHE_DIR" HOME="${HOME:-/}" PPF_DEVICE="$PPF_DEVICE" \
         PPF_POLICY="$PPF_POLICY" PPF_HOOK_FALLBACK="$top_builddir/ppf-qemu-hook-fallback" \
         ppf-qemu-hook "$1" "$2" begin - <"$3"
 }
@@ -166,7 +166,7 @@ hook vm3 prepare "$T/vm3.xml" 2>"$T/err" || fail "fallback after a bad digest: $
 qemu-img compare "$T/disks/vm3.qcow2" "$T/pub.raw" >/dev/null || fail "refreshed base differs"
 
 # the fallback program missing: one clear line
-PPF_HOOK_FALLBACK=$T/nonexistent env -i LC_ALL=C PATH="$PATH" PPF_DEVICE="$PPF_DEVICE" \
+PPF_HOOK_FALLBACK=$T/nonexistent env -i LC_ALL=C PATH="$PATH" PPF_HOOK_CACHE_DIR="$PPF_HOOK_CACHE_DIR" PPF_DEVICE="$PPF_DEVICE" \
     PPF_POLICY="$PPF_POLICY" PPF_HOOK_FALLBACK=$T/nonexistent \
     ppf-qemu-hook vm5 prepare begin - <"$T/vm3.xml" 2>"$T/err" && fail "ran a missing fallback"
 one_line "$T/err" "cannot be run"

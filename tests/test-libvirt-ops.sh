@@ -18,12 +18,7 @@
 requires_libvirt
 requires qemu-img --version
 requires python3 -c 'import json'
-# an installed ppf hook (make install) would serve this test's domains with the
-# system's peripheral before ours runs
-for h in /etc/libvirt/hooks/qemu /etc/libvirt/hooks/qemu.d/*; do
-    [ -e "$h" ] && [ "$(basename "$(readlink -f "$h")")" = ppf-qemu-hook ] &&
-        { echo "$0: skipped: $h is an installed ppf hook; remove it to run this test"; exit 77; }
-done
+requires_no_installed_hook
 start_libvirt
 t_start=$(date +%s)
 
@@ -72,25 +67,7 @@ plog=$T/ppf0.log
 # libvirt strips the environment: a wrapper hands the hook our peripheral, policy and
 # fallback.  It acts on this test's domains only (parallel tests have their own hooks),
 # and records each call with its exit status in $T/hook-calls.log.
-hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
-mkdir -p /etc/libvirt/hooks/qemu.d
-cat >"$hook" <<EOT
-#!/bin/sh
-case \$1 in ppftest-$$-*) ;; *) exit 0 ;; esac
-err='$T'/hook-err.\$\$
-PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml' \\
-PPF_HOOK_FALLBACK='$top_builddir/ppf-qemu-hook-fallback' \\
-    '$top_builddir/ppf-qemu-hook' "\$@" 2>"\$err"
-rc=\$?
-cat "\$err" >&2
-echo "\$1 \$2 \$3 rc=\$rc \$(tr '\n' ' ' <"\$err")" >>'$T/hook-calls.log'
-rm -f "\$err"
-exit \$rc
-EOT
-chmod 755 "$hook"
-reload_hooks() { kill -HUP "$(pgrep -x libvirtd | head -1)" 2>/dev/null; sleep 1; }
-cleanup_fn "rm -f '$hook'; reload_hooks"
-reload_hooks
+install_test_hook
 
 meta() { echo "<ppf:deploy xmlns:ppf=\"urn:ppf:libvirt:1.0\" image=\"$1\"/>"; }
 # counter NAME: a counter of `ppfctl --json stats`

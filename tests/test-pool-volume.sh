@@ -17,12 +17,7 @@
 requires_libvirt
 requires qemu-img --version
 requires python3 -c 'import json'
-# an installed ppf hook (make install) would serve this test's domains with the
-# system's peripheral before ours runs
-for h in /etc/libvirt/hooks/qemu /etc/libvirt/hooks/qemu.d/*; do
-    [ -e "$h" ] && [ "$(basename "$(readlink -f "$h")")" = ppf-qemu-hook ] &&
-        { echo "$0: skipped: $h is an installed ppf hook; remove it to run this test"; exit 77; }
-done
+requires_no_installed_hook
 start_libvirt
 
 T=$tmpdir
@@ -55,25 +50,7 @@ ppfctl policy apply "$T/policy.yaml" >/dev/null || fail "policy apply"
 
 # libvirt strips the environment: a wrapper hands the hook our peripheral, policy, pool
 # state and fallback, for this test's domains only, and logs every call.
-hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
-mkdir -p /etc/libvirt/hooks/qemu.d
-cat >"$hook" <<EOT
-#!/bin/sh
-case \$1 in ppftest-$$-*) ;; *) exit 0 ;; esac
-err='$T'/hook-err.\$\$
-PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml' PPF_POOL_DIR='$PPF_POOL_DIR' \\
-PPF_HOOK_FALLBACK='$top_builddir/ppf-qemu-hook-fallback' \\
-    '$top_builddir/ppf-qemu-hook' "\$@" 2>"\$err"
-rc=\$?
-cat "\$err" >&2
-echo "\$1 \$2 \$3 rc=\$rc \$(tr '\n' ' ' <"\$err")" >>'$T/hook-calls.log'
-rm -f "\$err"
-exit \$rc
-EOT
-chmod 755 "$hook"
-reload_hooks() { kill -HUP "$(pgrep -x libvirtd | head -1)" 2>/dev/null; sleep 1; }
-cleanup_fn "rm -f '$hook'; reload_hooks"
-reload_hooks
+install_test_hook PPF_POOL_DIR="$PPF_POOL_DIR"
 
 gold=ppftest-$$-gold
 dir=$pools/$gold
@@ -204,7 +181,7 @@ pins=$(entry tiny pins)
 [ "$pins" -ge 2 ] || fail "the running domain did not pin tiny (pins $pins)"
 # reconnect (as libvirtd does after a restart): re-pins, never fails, prints nothing
 ppf_virsh dumpxml "$domain" >"$T/live.xml"
-env -i LC_ALL=C PATH="$PATH" PPF_DEVICE="$PPF_DEVICE" PPF_POOL_DIR="$PPF_POOL_DIR" \
+env -i LC_ALL=C PATH="$PATH" PPF_HOOK_CACHE_DIR="$PPF_HOOK_CACHE_DIR" PPF_DEVICE="$PPF_DEVICE" PPF_POOL_DIR="$PPF_POOL_DIR" \
     "$top_builddir/ppf-qemu-hook" "$domain" reconnect begin - <"$T/live.xml" 2>"$T/err" ||
     fail "reconnect exited non-zero"
 [ -s "$T/err" ] && { cat "$T/err"; fail "reconnect of a volume disk printed something"; }

@@ -43,15 +43,6 @@ enum { BUF_MODE_OVERLAY = 0, BUF_MODE_COPY = 1 };
 /* An image or tenant name: 1..255 bytes of [A-Za-z0-9._-], not starting
  * with '.' (§5.6); the peripheral checks again. */
 static int
-buf_has_control(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return 1;
-    return 0;
-}
-
-static int
 buf_check_image(const char *cmd, const char *image)
 {
     if (!ppf_name_ok(image))
@@ -68,6 +59,43 @@ buf_check_tenant(const char *cmd, const char *tenant)
         return usage_error("%s --tenant '%s': not a tenant name (1 to %d of A-Z a-z 0-9 . _ -, "
                            "not starting with '.')", cmd, tenant, BUF_NAME_MAX);
     return 0;
+}
+
+int
+ctl_one_image(int argc, char **argv, const char *tenant, const char **image)
+{
+    int rc;
+
+    if (optind >= argc)
+        return usage_error("%s needs an IMAGE", argv[0]);
+    if (optind + 1 < argc)
+        return usage_error("%s: unexpected argument '%s'", argv[0], argv[optind + 1]);
+    *image = argv[optind];
+    if ((rc = buf_check_image(argv[0], *image)) != 0 ||
+        (rc = buf_check_tenant(argv[0], tenant)) != 0)
+        return rc;
+    return 0;
+}
+
+static int buf_exec(struct ctl *c, struct ppf_cmd *cmd, const char *obj, int timeout_ms);
+
+int
+ctl_run(struct ctl *c, enum ppf_qp_kind kind, struct ppf_cmd *cmd,
+        const struct ppf_attr_writer *w, const char *obj, uint8_t **out)
+{
+    uint32_t cap;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ctl_connect_kind(c, kind)) != 0)
+        return rc;
+    if (!(*out = ctl_alloc_out(c, &cap)))
+        return 1;
+    cmd->out = *out;
+    cmd->out_cap = cap;
+    if ((rc = ctl_set_payload(c, cmd, w, obj)) != 0)
+        return rc;
+    return buf_exec(c, cmd, obj, c->timeout_ms);
 }
 
 /* ---- formatting --------------------------------------------------------- */
@@ -696,7 +724,7 @@ cmd_deploy(struct ctl *c, int argc, char **argv)
         return rc;
     if (!dest)
         return usage_error("deploy %s: --dest PATH is required (the disk to create)", image);
-    if (!dest[0] || buf_has_control(dest))
+    if (!dest[0] || ppf_has_control(dest))
         return usage_error("deploy --dest: '%s' is not a usable path (empty or control "
                            "characters)", dest);
     if (domain && !ppf_uuid_ok(domain))
@@ -835,7 +863,6 @@ cmd_evict(struct ctl *c, int argc, char **argv)
     CLEANUP_FREE uint8_t *out = NULL;
     struct ppf_attr_writer w;
     struct ppf_cmd cmd = { .opcode = PPF_OP_EVICT };
-    uint32_t cap;
     int o, rc;
 
     optind = 0;
@@ -844,27 +871,13 @@ cmd_evict(struct ctl *c, int argc, char **argv)
             return usage_error("%s", "usage: evict IMAGE [--tenant T]");
         tenant = optarg;
     }
-    if (optind >= argc)
-        return usage_error("%s", "evict needs an IMAGE");
-    if (optind + 1 < argc)
-        return usage_error("evict: unexpected argument '%s'", argv[optind + 1]);
-    image = argv[optind];
-    if ((rc = buf_check_image("evict", image)) != 0 ||
-        (rc = buf_check_tenant("evict", tenant)) != 0)
+    if ((rc = ctl_one_image(argc, argv, tenant, &image)) != 0)
         return rc;
-    if ((rc = ctl_connect_kind(c, PPF_QP_ADMIN)) != 0)
-        return rc;
-    if (!(out = ctl_alloc_out(c, &cap)))
-        return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
     if (tenant)
         ppf_attr_put_str(&w, PPF_A_TENANT, tenant);
-
-    cmd.out = out;
-    cmd.out_cap = cap;
-    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
-        (rc = buf_exec(c, &cmd, image, c->timeout_ms)) != 0)
+    if ((rc = ctl_run(c, PPF_QP_ADMIN, &cmd, &w, image, &out)) != 0)
         return rc;
     if (c->json) {
         struct ppf_json j;
@@ -902,7 +915,6 @@ cmd_pin(struct ctl *c, int argc, char **argv)
     struct ppf_attr_writer w;
     struct ppf_cmd cmd = { .opcode = PPF_OP_PIN, .arg = { pin } };
     uint64_t until_s = 0;
-    uint32_t cap;
     int o, rc;
 
     optind = 0;
@@ -915,30 +927,17 @@ cmd_pin(struct ctl *c, int argc, char **argv)
             return usage_error("usage: %s", pin ? "pin IMAGE [--tenant T] [--until WHEN]" :
                                "unpin IMAGE [--tenant T]");
     }
-    if (optind >= argc)
-        return usage_error("%s needs an IMAGE", argv[0]);
-    if (optind + 1 < argc)
-        return usage_error("%s: unexpected argument '%s'", argv[0], argv[optind + 1]);
-    image = argv[optind];
-    if ((rc = buf_check_image(argv[0], image)) != 0 ||
-        (rc = buf_check_tenant(argv[0], tenant)) != 0)
+    if ((rc = ctl_one_image(argc, argv, tenant, &image)) != 0)
         return rc;
     if (ppf_policy_until_time(until, &until_s) < 0)
         return usage_error("--until: '%s' is not a time; use never, YYYY-MM-DD (through "
                            "that day) or YYYY-MM-DDTHH:MM[:SS][Z]", until);
-    if ((rc = ctl_connect_kind(c, PPF_QP_ADMIN)) != 0)
-        return rc;
-    if (!(out = ctl_alloc_out(c, &cap)))
-        return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
     ppf_attr_put_str(&w, PPF_A_TENANT, tenant);
     if (until_s)
         ppf_attr_put_u64(&w, PPF_A_UNTIL_US, until_s * 1000000);
-    cmd.out = out;
-    cmd.out_cap = cap;
-    if ((rc = ctl_set_payload(c, &cmd, &w, image)) != 0 ||
-        (rc = buf_exec(c, &cmd, image, c->timeout_ms)) != 0)
+    if ((rc = ctl_run(c, PPF_QP_ADMIN, &cmd, &w, image, &out)) != 0)
         return rc;
     if (pin) {
         struct ppf_attr_reader r;

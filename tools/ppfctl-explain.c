@@ -301,7 +301,6 @@ cmd_explain(struct ctl *c, int argc, char **argv)
     struct ppf_cmd cmd = { .opcode = PPF_OP_EXPLAIN };
     struct x_facts *f;
     char verdict[600];
-    uint32_t cap;
     int o, rc;
 
     optind = 0;
@@ -310,27 +309,13 @@ cmd_explain(struct ctl *c, int argc, char **argv)
             return usage_error("%s", "usage: explain IMAGE [--tenant T] [--json]");
         tenant = optarg;
     }
-    if (optind >= argc)
-        return usage_error("%s", "explain needs an IMAGE");
-    if (optind + 1 < argc)
-        return usage_error("explain: unexpected argument '%s'", argv[optind + 1]);
-    image = argv[optind];
-    if (!ppf_name_ok(image))
-        return usage_error("'%s' is not an image name (1-255 letters, digits, '.', '_' or "
-                           "'-')", image);
-    if (!ppf_name_ok(tenant))
-        return usage_error("--tenant: '%s' is not a tenant name", tenant);
-    if ((rc = ctl_connect_kind(c, PPF_QP_IO)) != 0)
+    if ((rc = ctl_one_image(argc, argv, tenant, &image)) != 0)
         return rc;
-    if (!(out = ctl_alloc_out(c, &cap)))
-        return 1;
     ppf_attr_writer_init(&w, in, sizeof in);
     ppf_attr_put_str(&w, PPF_A_IMAGE, image);
     ppf_attr_put_str(&w, PPF_A_TENANT, tenant);
-    cmd.out = out;
-    cmd.out_cap = cap;
-    if (ctl_set_payload(c, &cmd, &w, image) != 0 || ctl_exec(c, &cmd, image) != 0)
-        return 1;
+    if ((rc = ctl_run(c, PPF_QP_IO, &cmd, &w, image, &out)) != 0)
+        return rc;
     if (!(f = malloc(sizeof *f))) {
         fprintf(stderr, "ppfctl: out of memory\n");
         return 1;

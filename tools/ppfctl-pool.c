@@ -948,36 +948,35 @@ pool_refresh(struct ctl *c, const struct pool_opts *o)
 /* ---- dispatch ----------------------------------------------------------- */
 
 int
-cmd_pool(struct ctl *c, int argc, char **argv)
+pool_dispatch(struct ctl *c, int argc, char **argv, const struct pool_cmd *cmds, size_t n,
+              const char *family)
 {
     struct pool_opts o;
+    char names[256] = "";
     int r;
 
-    if (strcmp(argv[0], "pool-define") == 0) {
-        if ((r = pool_parse(argc, argv, "cPp", 1, &o)) != 0)
-            return r;
-        return pool_define(c, &o);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(argv[0], cmds[i].name) == 0) {
+            if ((r = pool_parse(argc, argv, cmds[i].allowed, cmds[i].need, &o)) != 0)
+                return r;
+            return cmds[i].run(c, &o);
+        }
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 cmds[i].name);
     }
-    if (strcmp(argv[0], "pool-dumpxml") == 0) {
-        if ((r = pool_parse(argc, argv, "cPi", 1, &o)) != 0)
-            return r;
-        return pool_dumpxml(c, &o);
-    }
-    if (strcmp(argv[0], "pool-undefine") == 0) {
-        if ((r = pool_parse(argc, argv, "cPk", 1, &o)) != 0)
-            return r;
-        return pool_undefine(c, &o);
-    }
-    if (strcmp(argv[0], "pool-list") == 0) {
-        if ((r = pool_parse(argc, argv, "cP", -1, &o)) != 0)
-            return r;
-        return pool_list(c, &o);
-    }
-    if (strcmp(argv[0], "pool-refresh") == 0) {
-        if ((r = pool_parse(argc, argv, "cP", 0, &o)) != 0)
-            return r;
-        return pool_refresh(c, &o);
-    }
-    return usage_error("unknown command '%s' (pool commands: pool-define, pool-dumpxml, "
-                       "pool-undefine, pool-list, pool-refresh)", argv[0]);
+    return usage_error("unknown command '%s' (%s commands: %s)", argv[0], family, names);
+}
+
+int
+cmd_pool(struct ctl *c, int argc, char **argv)
+{
+    static const struct pool_cmd cmds[] = {
+        { "pool-define", "cPp", 1, pool_define },
+        { "pool-dumpxml", "cPi", 1, pool_dumpxml },
+        { "pool-undefine", "cPk", 1, pool_undefine },
+        { "pool-list", "cP", -1, pool_list },
+        { "pool-refresh", "cP", 0, pool_refresh },
+    };
+
+    return pool_dispatch(c, argc, argv, cmds, sizeof cmds / sizeof *cmds, "pool");
 }

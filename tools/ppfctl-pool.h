@@ -35,6 +35,20 @@ enum { OPT_CONNECT = 'c', OPT_POOL_DIR = 'P', OPT_POLICY = 'p', OPT_INACTIVE = '
  * optional, -1 none.  0, or 2 (usage error, reported). */
 int pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opts *o);
 
+/* One subcommand of a family (pool-*, vol-*): its name, pool_parse's
+ * allowed letters and argument count, and what runs it. */
+struct ctl;
+struct pool_cmd {
+    const char *name;
+    const char *allowed;
+    int need;
+    int (*run)(struct ctl *c, const struct pool_opts *o);
+};
+/* Parses and runs argv[0] from cmds; an unknown name is a usage error
+ * listing the family's commands. */
+int pool_dispatch(struct ctl *c, int argc, char **argv, const struct pool_cmd *cmds, size_t n,
+                  const char *family);
+
 /* 0 if name is a ppf pool name, else 2 (usage error, reported). */
 int pool_check_name(const char *cmd, const char *name);
 

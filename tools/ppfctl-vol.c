@@ -463,24 +463,11 @@ vol_forget_all(const struct pool_opts *o, const char *name, unsigned *n)
 int
 cmd_vol(struct ctl *c, int argc, char **argv)
 {
-    struct pool_opts o;
-    int r;
+    static const struct pool_cmd cmds[] = {
+        { "vol-create", "cPITM", 2, vol_create },
+        { "vol-delete", "cPD", 2, vol_delete },
+        { "vol-list", "cP", 1, vol_list },
+    };
 
-    if (strcmp(argv[0], "vol-create") == 0) {
-        if ((r = pool_parse(argc, argv, "cPITM", 2, &o)) != 0)
-            return r;
-        return vol_create(c, &o);
-    }
-    if (strcmp(argv[0], "vol-delete") == 0) {
-        if ((r = pool_parse(argc, argv, "cPD", 2, &o)) != 0)
-            return r;
-        return vol_delete(c, &o);
-    }
-    if (strcmp(argv[0], "vol-list") == 0) {
-        if ((r = pool_parse(argc, argv, "cP", 1, &o)) != 0)
-            return r;
-        return vol_list(c, &o);
-    }
-    return usage_error("unknown command '%s' (volume commands: vol-create, vol-delete, "
-                       "vol-list)", argv[0]);
+    return pool_dispatch(c, argc, argv, cmds, sizeof cmds / sizeof *cmds, "volume");
 }

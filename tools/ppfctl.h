@@ -33,6 +33,14 @@ uint8_t *ctl_alloc_out(struct ctl *c, uint32_t *cap);
  * the slot; 0 or 1 (reported). */
 int ctl_set_payload(struct ctl *c, struct ppf_cmd *cmd, const struct ppf_attr_writer *w,
                     const char *obj);
+/* The one IMAGE argument left after the options (argv[optind]), checked,
+ * and the --tenant value if any; 0 or 2 (usage, reported). */
+int ctl_one_image(int argc, char **argv, const char *tenant, const char **image);
+/* Connects a pair of kind, gives cmd the payload w and a slot-sized answer
+ * buffer (*out, the caller frees it) and runs it, reporting a refusal with
+ * the device's reason, naming obj.  0 or an exit code (reported). */
+int ctl_run(struct ctl *c, enum ppf_qp_kind kind, struct ppf_cmd *cmd,
+            const struct ppf_attr_writer *w, const char *obj, uint8_t **out);
 /* Reports a malformed answer to op. */
 void ctl_malformed(const char *obj, unsigned op);
 

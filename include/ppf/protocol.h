@@ -362,6 +362,8 @@ enum ppf_event_kind {
 #define PPF_NAME_MAX 255
 /* 1 if s is an image or tenant name as above, else 0. */
 int ppf_name_ok(const char *s);
+/* 1 if s holds a control byte (below 0x20, or 0x7f), else 0. */
+int ppf_has_control(const char *s);
 /* 1 if s is a UUID (8-4-4-4-12 hex digits), else 0. */
 int ppf_uuid_ok(const char *s);
 

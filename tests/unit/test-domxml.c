@@ -6,6 +6,7 @@
  * ($top_srcdir, set by the test harness). */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "hooks/domcache.h"
 #include "hooks/hook.h"
 #include "hooks/volrec.h"
 #include "ppf/protocol.h"
@@ -426,6 +428,64 @@ test_volrec_load(void **state)
     assert_string_equal(ppf_volrec_pool_dir(), PPF_VOLREC_POOL_DIR);
 }
 
+/* The parse cache: a parse stored is loaded back equal; another XML, a
+ * damaged file or a directory others can write are misses. */
+static void
+test_cache(void **state)
+{
+    char dir[] = "/tmp/ppf-domcache-XXXXXX", err[PPF_HOOK_ERR_MAX], path[4200];
+    struct ppf_hook_domain dom, back;
+    size_t len, len2;
+    char *xml, *other;
+    struct dirent *de;
+    DIR *d;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0700), 0);
+    xml = load("volume-and-metadata.xml", &len);
+    other = load("defaults.xml", &len2);
+    assert_int_equal(ppf_hook_parse_domain_full(xml, len, &dom, err, sizeof err), 0);
+    assert_int_equal(ppf_hook_cache_load(dir, xml, len, &back), 0);
+    ppf_hook_cache_store(dir, xml, len, &dom);
+    assert_int_equal(ppf_hook_cache_load(dir, xml, len, &back), 1);
+    assert_string_equal(back.uuid, dom.uuid);
+    assert_int_equal(back.has_deploy, dom.has_deploy);
+    assert_memory_equal(&back.deploy, &dom.deploy, sizeof dom.deploy);
+    assert_int_equal(back.nvols, dom.nvols);
+    for (size_t i = 0; i < dom.nvols; i++)
+        assert_memory_equal(&back.vols[i], &dom.vols[i], sizeof dom.vols[i]);
+    ppf_hook_domain_free(&back);
+    assert_int_equal(ppf_hook_cache_load(dir, other, len2, &back), 0);
+
+    /* a damaged record is a miss */
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.') {
+            FILE *fp;
+
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            fp = fopen(path, "a");
+            assert_non_null(fp);
+            fputs("deploy ../x default - 0 0 0 relative\n", fp);
+            fclose(fp);
+        }
+    closedir(d);
+    assert_int_equal(ppf_hook_cache_load(dir, xml, len, &back), 0);
+    assert_int_equal(back.nvols, 0);
+
+    /* a directory others may write: nothing stored */
+    assert_int_equal(chmod(dir, 0777), 0);
+    unlink(path);
+    ppf_hook_cache_store(dir, xml, len, &dom);
+    assert_int_equal(ppf_hook_cache_load(dir, xml, len, &back), 0);
+    assert_int_equal(rmdir(dir), 0);
+    ppf_hook_domain_free(&dom);
+    free(xml);
+    free(other);
+}
+
 int
 main(void)
 {
@@ -443,6 +503,7 @@ main(void)
         cmocka_unit_test(test_next_pool),
         cmocka_unit_test(test_volrec),
         cmocka_unit_test(test_volrec_load),
+        cmocka_unit_test(test_cache),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
