@@ -817,7 +817,8 @@ ppf_engine_explain(struct ppf_engine *e, uint32_t image, double now,
         o->known = image < e->img_cap && m->ops->score(m->m, image, now, &mp, &meta, &mv);
         o->weight = e->ensemble || m->ops == &ppf_model_federated ? eng_precision(m) : 1;
         o->probability = o->known ? mp : 0;
-        o->eta = o->known ? meta : INFINITY;
+        /* the models give the expected time of the request; say how far off */
+        o->eta = o->known && isfinite(meta) ? (meta > now ? meta - now : 0) : INFINITY;
         o->value = o->known ? mv : 0;
     }
     return k;

@@ -137,7 +137,7 @@ struct ppf_engine_opinion {
     const char *model;          /* "markov", "seasonal", ... */
     bool known;                 /* the model has an opinion on the image */
     double probability;         /* of a request within the horizon */
-    double eta;                 /* s until the expected request (INFINITY: unknown) */
+    double eta;                 /* s from now to the expected request (INFINITY: unknown) */
     double value;               /* discounted value, 0..1 */
     double weight;              /* the precision its opinion is weighed by */
 };
