@@ -132,6 +132,12 @@ if pid=$(pid_alive "$REAPER_PIDFILE" ppf-reaper) || pid=$(pid_alive "$LIBVIRTD_P
     fi
     say "stopped libvirtd ($comm pid $pid)"
     stopped=1
+    # the tests' hook dispatcher (tests/libvirt-functions.sh): safe to remove now,
+    # unless a test that restarts libvirtd still has its hook there
+    if [ -z "$(ls -A /run/ppf/test-hooks 2>/dev/null)" ]; then
+        rm -f /etc/libvirt/hooks/qemu.d/ppftest-dispatch
+        rmdir /run/ppf/test-hooks 2>/dev/null || :
+    fi
 fi
 rm -f "$REAPER_PIDFILE" "$LIBVIRTD_PIDFILE"
 

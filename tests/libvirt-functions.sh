@@ -34,20 +34,46 @@ requires_no_installed_hook() {
 # Makes libvirtd rescan its hooks.
 reload_hooks() { kill -HUP "$(pgrep -x libvirtd | head -1)" 2>/dev/null; sleep 1; }
 
-# install_test_hook [VAR=VALUE...]: installs /etc/libvirt/hooks/qemu.d/ppftest-PID,
-# a wrapper (libvirt strips the environment) that runs the built ppf-qemu-hook
-# for this test's domains only (ppftest-PID-*: parallel tests have their own
-# peripherals) with PPF_DEVICE, PPF_POLICY=$T/policy.yaml, the fallback worker
-# and the VAR=VALUE given; it logs each call with its status and stderr to
-# $T/hook-calls.log.  Removed at exit.  Sets $hook.
+# The tests' hooks.  libvirtd runs every script in qemu.d at each step of every start,
+# listing the directory each time, so a test that removed its own hook script while a
+# parallel test's domain was starting could make that start fail (the script gone
+# between libvirt's exec and the shell's open).  So one dispatcher stays in qemu.d for
+# as long as libvirtd runs (scripts/libvirt-down.sh removes it when it stops libvirtd
+# and no test's hook is left);
+# it reads the body of test PID's hook from /run/ppf/test-hooks/PID for the domains
+# ppftest-PID-* and does nothing for any other domain, or when the body is gone.
+PPF_TEST_DISPATCH=/etc/libvirt/hooks/qemu.d/ppftest-dispatch
+PPF_TEST_HOOKS=/run/ppf/test-hooks
+
+_install_dispatch() {
+    local tmp=/etc/libvirt/hooks/.ppftest-dispatch.$$
+    [ -x "$PPF_TEST_DISPATCH" ] && return 0
+    mkdir -p /etc/libvirt/hooks/qemu.d
+    cat >"$tmp" <<'EOT'
+#!/bin/sh
+# ppf's tests (tests/libvirt-functions.sh): the hook of test PID for its domains ppftest-PID-*
+case $1 in ppftest-[0-9]*-*) ;; *) exit 0 ;; esac
+pid=${1#ppftest-}; pid=${pid%%-*}
+body=$(cat "/run/ppf/test-hooks/$pid" 2>/dev/null) || exit 0
+eval "$body"
+EOT
+    chmod 755 "$tmp"
+    mv -f "$tmp" "$PPF_TEST_DISPATCH"   # same file system: atomic
+    reload_hooks
+}
+
+# install_test_hook [VAR=VALUE...]: this test's hook (see above): the built
+# ppf-qemu-hook for this test's domains only (ppftest-PID-*: parallel tests have their
+# own peripherals), with PPF_DEVICE, PPF_POLICY=$T/policy.yaml, the fallback worker,
+# the test's parse cache and the VAR=VALUE given; each call is logged with its status
+# and stderr to $T/hook-calls.log.  Removed at exit.  Sets $hook (the body's file).
 install_test_hook() {
     local env="" kv
     for kv in "$@"; do env="$env ${kv%%=*}='${kv#*=}'"; done
-    hook=/etc/libvirt/hooks/qemu.d/ppftest-$$
-    mkdir -p /etc/libvirt/hooks/qemu.d
-    cat >"$hook" <<EOT
-#!/bin/sh
-case \$1 in ppftest-$$-*) ;; *) exit 0 ;; esac
+    _install_dispatch
+    mkdir -p "$PPF_TEST_HOOKS"
+    hook=$PPF_TEST_HOOKS/$$
+    cat >"$hook.tmp" <<EOT
 err='$T'/hook-err.\$\$
 PPF_DEVICE='$PPF_DEVICE' PPF_POLICY='$T/policy.yaml'$env \\
 PPF_HOOK_CACHE_DIR='$PPF_HOOK_CACHE_DIR' \\
@@ -59,9 +85,8 @@ echo "\$1 \$2 \$3 rc=\$rc \$(tr '\n' ' ' <"\$err")" >>'$T/hook-calls.log'
 rm -f "\$err"
 exit \$rc
 EOT
-    chmod 755 "$hook"
-    cleanup_fn "rm -f '$hook'; reload_hooks"
-    reload_hooks
+    mv -f "$hook.tmp" "$hook"
+    cleanup_fn "rm -f '$hook'"
 }
 
 # requires_libvirt: skips the test unless it can run domains on a real libvirtd here.

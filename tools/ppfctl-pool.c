@@ -522,9 +522,7 @@ pool_define(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_str(&j, "uuid", conf.uuid);
         ppf_json_bool(&j, "defined", 1);
         ppf_json_bool(&j, "active", 1);
@@ -680,9 +678,7 @@ pool_undefine(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_bool(&j, "undefined", 1);
         ppf_json_bool(&j, "libvirt_undefined", libvirt_done);
         ppf_json_u64(&j, "links_removed", res.removed);
@@ -929,9 +925,7 @@ pool_refresh(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_bool(&j, "active", !res.inactive);
         ppf_json_u64(&j, "prepared", res.volumes);
         ppf_json_u64(&j, "added", res.added);
@@ -946,6 +940,14 @@ pool_refresh(struct ctl *c, const struct pool_opts *o)
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
+
+void
+pool_json_begin(struct ppf_json *j, const char *pool)
+{
+    ppf_json_init(j, stdout);
+    ppf_json_begin_object(j, NULL);
+    ppf_json_str(j, "pool", pool);
+}
 
 int
 pool_dispatch(struct ctl *c, int argc, char **argv, const struct pool_cmd *cmds, size_t n,

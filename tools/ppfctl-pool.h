@@ -35,6 +35,11 @@ enum { OPT_CONNECT = 'c', OPT_POOL_DIR = 'P', OPT_POLICY = 'p', OPT_INACTIVE = '
  * optional, -1 none.  0, or 2 (usage error, reported). */
 int pool_parse(int argc, char **argv, const char *allowed, int need, struct pool_opts *o);
 
+/* Starts a command's JSON answer on stdout: an object whose first member
+ * is "pool". */
+struct ppf_json;
+void pool_json_begin(struct ppf_json *j, const char *pool);
+
 /* One subcommand of a family (pool-*, vol-*): its name, pool_parse's
  * allowed letters and argument count, and what runs it. */
 struct ctl;

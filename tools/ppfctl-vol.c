@@ -198,9 +198,7 @@ vol_create(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_str(&j, "volume", o->arg2);
         ppf_json_str(&j, "image", r.image);
         ppf_json_str(&j, "tenant", r.tenant);
@@ -269,9 +267,7 @@ vol_delete(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_str(&j, "volume", o->arg2);
         ppf_json_bool(&j, "record_removed", 1);
         ppf_json_str(&j, "target", r.target);
@@ -372,9 +368,7 @@ vol_list(struct ctl *c, const struct pool_opts *o)
     if (c->json) {
         struct ppf_json j;
 
-        ppf_json_init(&j, stdout);
-        ppf_json_begin_object(&j, NULL);
-        ppf_json_str(&j, "pool", conf.name);
+        pool_json_begin(&j, conf.name);
         ppf_json_begin_array(&j, "volumes");
         for (size_t i = 0; i < n; i++) {
             const struct vol_row *w = &rows[i];
