@@ -1984,7 +1984,19 @@ entry_fresh(struct ppf_buffer *b, struct entry *e, const char *tenant, bool forc
                       "the store holds a new version of %s (%.12s, was %.12s): the prepared "
                       "one is not served any more%s", e->image, digest, e->digest,
                       e->pins || e->refs ? "; kept for the disks based on it" : "");
-        entry_retire(b, e, "a new version is in the store");
+        {
+            /* the new version takes the old one's place in the buffer (e may be
+             * gone once retired: what is needed of it is copied first) */
+            struct entry *ne;
+            char why[128], image[256];
+
+            snprintf(why, sizeof why, "a new version replaces %.12s", e->digest);
+            snprintf(image, sizeof image, "%s", e->image);
+            entry_retire(b, e, "a new version is in the store");
+            if (start_prepare(b, image, t, (int)t->priority, 0, INFINITY, why, &ne, msg,
+                              sizeof msg) != PPF_SC_SUCCESS)
+                ppf_warn("buffer", "cannot prepare the new version of %s: %s", image, msg);
+        }
         return 0;
     }
     if (sc == PPF_SC_NOT_FOUND) {

@@ -44,7 +44,7 @@ mkraw "$T/v2.raw"; publish web "$T/v2.raw"
 ppfctl --json deploy web --dest "$T/disks/d2.qcow2" >"$T/out" || fail "deploy after v2"
 qemu-img compare -f qcow2 -F raw "$T/disks/d2.qcow2" "$T/v2.raw" >/dev/null ||
     fail "the deploy after a new version got the old content"
-grep -q '"outcome": *"miss"' "$T/out" || fail "the stale entry was served: $(cat "$T/out")"
+grep -Eq '"outcome": *"(miss|in-flight)"' "$T/out" || fail "the stale entry was served: $(cat "$T/out")"
 qemu-img compare -f qcow2 -F raw "$T/disks/d1.qcow2" "$T/v1.raw" >/dev/null ||
     fail "the disk on the old base lost its content"
 [ "$(state_of web)" = "ready stale" ] || fail "expected the v2 entry ready and v1 kept stale, got: $(state_of web)"
@@ -61,6 +61,16 @@ sleep 6     # a sweep: the disk still uses v1, so v1 stays
 rm -f "$T/disks/d1.qcow2"
 for _ in $(seq 80); do [ "$(state_of web)" = ready ] && break; sleep 0.2; done
 [ "$(state_of web)" = ready ] || fail "the unused stale entry was not removed: $(state_of web)"
+
+# a third version, and no deploy: the sweep (every 5 s here) finds it and prepares it
+mkraw "$T/v3.raw"; publish web "$T/v3.raw"
+v3=$(ppf-image info "$T/images/web.ppfi" | sed -n 's/^sha256: *//p')
+v3_state() { ppfctl --json buffer | python3 -c 'import json,sys; print(" ".join(e["state"] for e in json.load(sys.stdin)["entries"] if e.get("digest") == sys.argv[1]) or "absent")' "$v3"; }
+for _ in $(seq 100); do [ "$(v3_state)" = ready ] && break; sleep 0.2; done
+[ "$(v3_state)" = ready ] || fail "the new version was not prepared ahead: $(ppfctl buffer)"
+ppfctl --json deploy web --dest "$T/disks/d3.qcow2" | grep -q '"outcome": *"hit"' ||
+    fail "the new version prepared ahead was not a hit"
+qemu-img compare -f qcow2 -F raw "$T/disks/d3.qcow2" "$T/v3.raw" >/dev/null || fail "d3 is not v3"
 
 # deleting images: the unpinned entry is purged, the pinned one stays and serves
 mkraw "$T/g.raw"; publish gone1 "$T/g.raw"; publish gone2 "$T/g.raw"

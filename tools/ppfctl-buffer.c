@@ -249,6 +249,7 @@ struct buf_entry {
     char tenant[BUF_NAME_MAX + 1];      /* "" when the device sent none */
     uint64_t size, hits, done;
     uint32_t state, pins, pub;
+    char digest[2 * 32 + 1];            /* the version it was prepared from; "" if none */
     unsigned have;                      /* BE_* */
 };
 
@@ -317,8 +318,8 @@ buf_list_decode(const uint8_t *buf, uint32_t len, struct buf_list *l)
             bad = ppf_attr_get_u64(&a, &e->done);
             e->have |= BE_DONE;
             break;
-        case PPF_A_PATH:
-        case PPF_A_DIGEST: bad = ppf_attr_get_str(&a, scratch, sizeof scratch); break;
+        case PPF_A_PATH: bad = ppf_attr_get_str(&a, scratch, sizeof scratch); break;
+        case PPF_A_DIGEST: bad = ppf_attr_get_str(&a, e->digest, sizeof e->digest); break;
         default: break;                 /* unknown: skip (§5.1) */
         }
     }
@@ -372,7 +373,7 @@ buf_state_text(const struct buf_entry *e, char *buf, size_t len)
         snprintf(buf, len, "-");
     else if (e->state == PPF_ENTRY_INFLIGHT && (e->have & BE_SIZE) && e->size)
         snprintf(buf, len, "in-flight %u%%", buf_percent(e->done, e->size));
-    else if (e->state >= PPF_ENTRY_INFLIGHT && e->state <= PPF_ENTRY_FAILED)
+    else if (e->state >= PPF_ENTRY_INFLIGHT && e->state <= PPF_ENTRY_STALE)
         snprintf(buf, len, "%s", buf_state_name(e->state));
     else
         snprintf(buf, len, "state-%u", e->state);
@@ -413,6 +414,8 @@ cmd_buffer(struct ctl *c, int argc, char **argv)
             ppf_json_u64(&j, "pins", e->pins);
             ppf_json_u64(&j, "hits", e->hits);
             ppf_json_u64(&j, "done", e->done);
+            if (e->digest[0])
+                ppf_json_str(&j, "digest", e->digest);
             ppf_json_end_object(&j);
         }
         ppf_json_end_array(&j);
