@@ -146,6 +146,7 @@ now_s(void)
 }
 
 static void holds_mark(struct ppf_buffer *b);
+static void hold_attach(struct ppf_buffer *b, struct entry *e);
 static int entry_fresh(struct ppf_buffer *b, struct entry *e, const char *tenant, bool force);
 static enum ppf_status_code disk_room(struct ppf_buffer *b, const char *image, uint64_t need,
                                       double limit, char *msg, size_t msglen);
@@ -1177,7 +1178,7 @@ start_prepare(struct ppf_buffer *b, const char *image, const struct ppf_policy_t
                       "prefetching %s for %s (%" PRIu64 " bytes): %s", image, t->name,
                       e->size, why ? why : "requested");
     *ep = e;
-    holds_mark(b);
+    hold_attach(b, e);
     return PPF_SC_SUCCESS;
 }
 
@@ -2100,6 +2101,20 @@ holds_mark(struct ppf_buffer *b)
     for (uint32_t i = 0; i < b->nentries; i++)
         if (b->entries[i])
             entry_update_pin(b, b->entries[i]);
+}
+
+/* A new entry: held at once if a hold names it (the holds are few; the
+ * whole recomputation of holds_mark is not needed for one entry). */
+static void
+hold_attach(struct ppf_buffer *b, struct entry *e)
+{
+    for (struct hold *h = b->holds; h; h = h->next)
+        if (strcmp(h->image, e->image) == 0 && lookup(b, h->image, h->tenant) == e) {
+            h->missing = false;
+            e->held = true;
+        }
+    if (e->held)
+        entry_update_pin(b, e);
 }
 
 #define HOLD_RETRY_S 30.0
